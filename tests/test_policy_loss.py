@@ -1,0 +1,157 @@
+"""StableReinforce policy loss through verl's own call sites: the registry and ``ppo_loss``."""
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from verl.trainer.ppo.core_algos import get_policy_loss_fn
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.losses import ppo_loss
+
+from r1reward_verl.algos import StableReinforcePolicyLossConfig, preclip_ratio, stable_reinforce_token_loss
+from tests.conftest import actor_config
+
+# R1-Reward §3.3: the example that makes vanilla PPO unstable.
+LOG_PROBS = [-0.1, -0.1, -0.1, -0.1]
+OLD_LOG_PROBS = [-10.0, -0.2, -0.2, -5.0]
+ADVANTAGES = [-1.0, -1.0, 0.5, -0.5]
+VANILLA_PER_TOKEN = [19930.4, 1.105, -0.553, 67.1]
+PRECLIP_PER_TOKEN = [1000.0, 1.105, -0.553, 67.1]
+
+
+def _example(dtype=torch.float32):
+    t = lambda v: torch.tensor([v], dtype=dtype)  # noqa: E731
+    return t(OLD_LOG_PROBS), t(LOG_PROBS), t(ADVANTAGES)
+
+
+def _per_token_through_registry(config):
+    """Each token's loss from the registered function: mask one token at a time, token-sum aggregation."""
+    fn = get_policy_loss_fn("stable_reinforce")
+    old, new, adv = _example()
+    out = []
+    for i in range(4):
+        mask = torch.zeros(1, 4)
+        mask[0, i] = 1
+        loss, _ = fn(old, new, adv, mask, loss_agg_mode="token-sum", config=config)
+        out.append(loss.item())
+    return out
+
+
+def test_paper_example_per_token_through_registry():
+    assert _per_token_through_registry(actor_config("actor_rollout_ref.actor.policy_loss.preclip=false")) == (
+        pytest.approx(VANILLA_PER_TOKEN, rel=1e-3)
+    )
+    assert _per_token_through_registry(actor_config()) == pytest.approx(PRECLIP_PER_TOKEN, rel=1e-3)
+
+
+def test_paper_formula_functions_match_example():
+    old, new, adv = _example()
+    ratio, _, preclipped = preclip_ratio(new, old, 1e-3, 1e3)
+    loss, _, _ = stable_reinforce_token_loss(ratio, adv, 0.2, 0.2)
+    assert loss[0].tolist() == pytest.approx(PRECLIP_PER_TOKEN, rel=1e-3)
+    assert preclipped[0].tolist() == [True, False, False, False]
+
+
+def _ppo_loss_batch(old, new, adv, prompt_len=3):
+    """A padded-format batch as verl's engine hands it to ``ppo_loss`` (no padding tokens)."""
+    bsz, resp_len = adv.shape
+    data = TensorDict(
+        {
+            "prompts": torch.ones(bsz, prompt_len, dtype=torch.long),
+            "responses": torch.ones(bsz, resp_len, dtype=torch.long),
+            "attention_mask": torch.ones(bsz, prompt_len + resp_len, dtype=torch.long),
+            "response_mask": torch.ones(bsz, resp_len),
+            "old_log_probs": old,
+            "advantages": adv,
+        },
+        batch_size=[bsz],
+    )
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=bsz * resp_len, global_batch_size=bsz)
+    # the model's flat per-token log-probs: response token t of a sequence sits at prompt_len - 1 + t
+    flat = torch.cat([torch.cat([torch.zeros(prompt_len - 1), new[i], torch.zeros(1)]) for i in range(bsz)])
+    return {"log_probs": flat}, data
+
+
+@pytest.mark.parametrize(
+    "overrides, expected_mean, preclip_frac",
+    [
+        ((), sum(PRECLIP_PER_TOKEN) / 4, 0.25),
+        (("actor_rollout_ref.actor.policy_loss.preclip=false",), sum(VANILLA_PER_TOKEN) / 4, 0.0),
+        # log(100) < 4.9: the fourth token is pre-clipped too (ratio 100, A = -0.5)
+        (("actor_rollout_ref.actor.policy_loss.preclip_max=100",), (100 + 1.105 - 0.553 + 50) / 4, 0.5),
+        # verl's dual clip (clip_ratio_c=3) caps the first token at 3 * |A|
+        (("actor_rollout_ref.actor.policy_loss.dual_clip=true",), (3 + 1.105 - 0.553 + 3 * 0.5) / 4, 0.25),
+    ],
+)
+def test_ppo_loss_with_real_actor_config(overrides, expected_mean, preclip_frac):
+    config = actor_config(*overrides)
+    assert config.policy_loss.loss_mode == "stable_reinforce"
+    assert isinstance(config.policy_loss, StableReinforcePolicyLossConfig)
+    old, new, adv = _example()
+    model_output, data = _ppo_loss_batch(old, new, adv)
+    loss, metrics = ppo_loss(config, model_output, data)
+    assert loss.item() == pytest.approx(expected_mean, rel=1e-3)
+    assert metrics["actor/preclip_frac"].values[0] == pytest.approx(preclip_frac)
+    for key in ("actor/pg_clipfrac", "actor/ppo_kl", "actor/pg_clipfrac_lower", "actor/pg_loss"):
+        assert key in metrics
+
+
+def test_token_mean_of_paper_example_is_266_9():
+    old, new, adv = _example()
+    model_output, data = _ppo_loss_batch(old, new, adv)
+    loss, _ = ppo_loss(actor_config(), model_output, data)
+    assert loss.item() == pytest.approx(266.9, abs=0.05)
+
+
+def test_vanilla_differs_on_same_batch():
+    """Sanity of the comparison: verl's own ``vanilla`` gives a different (dual-clipped) value here."""
+    old, new, adv = _example()
+    model_output, data = _ppo_loss_batch(old, new, adv)
+    vanilla, _ = ppo_loss(actor_config("actor_rollout_ref.actor.policy_loss.loss_mode=vanilla"), model_output, data)
+    ours, _ = ppo_loss(actor_config(), *_ppo_loss_batch(old, new, adv))
+    assert vanilla.item() == pytest.approx((3 + 1.105 - 0.553 + 1.5) / 4, rel=1e-3)
+    assert ours.item() != pytest.approx(vanilla.item(), rel=1e-2)
+
+
+def test_rollout_is_weights_are_applied():
+    config = actor_config()
+    fn = get_policy_loss_fn("stable_reinforce")
+    old, new, adv = _example()
+    mask = torch.ones(1, 4)
+    base, _ = fn(old, new, adv, mask, loss_agg_mode="token-sum", config=config)
+    w = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
+    weighted, _ = fn(old, new, adv, mask, loss_agg_mode="token-sum", config=config, rollout_is_weights=w)
+    assert base.item() - weighted.item() == pytest.approx(1000.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+def test_extreme_log_ratios_give_finite_loss_and_gradients(dtype, mode):
+    g = torch.Generator().manual_seed(0)
+    bsz, length = 16, 64
+    log_ratio = (torch.rand(bsz, length, generator=g) * 2 - 1) * 1e4
+    old = (-torch.rand(bsz, length, generator=g) * 5).to(dtype)
+    new = (old.float() + log_ratio).to(dtype).requires_grad_(True)
+    adv = torch.randn(bsz, length, generator=g).to(dtype)
+    mask = (torch.rand(bsz, length, generator=g) > 0.2).float()
+    loss, metrics = get_policy_loss_fn("stable_reinforce")(old, new, adv, mask, loss_agg_mode=mode, config=actor_config())
+    loss.backward()
+    assert torch.isfinite(loss).item()
+    assert torch.isfinite(new.grad).all().item()
+    assert metrics["actor/preclip_frac"] > 0.9  # |log-ratio| > log(1e3) almost everywhere
+    # every pre-clipped ratio is within [1e-3, 1e3], so |loss| <= 1e3 * max|A|
+    assert loss.abs().item() <= 1e3 * adv.abs().max().item() * (length if mode == "seq-mean-token-sum" else 1)
+
+
+def test_invalid_bounds_are_rejected():
+    with pytest.raises(ValueError, match="preclip_min"):
+        StableReinforcePolicyLossConfig(preclip_min=2.0)
+    with pytest.raises(Exception, match="preclip"):
+        actor_config("actor_rollout_ref.actor.policy_loss.preclip_max=0.5")
+
+
+def test_preclip_bounds_are_logs_of_deltas():
+    old, new, _ = _example()
+    _, log_ratio, _ = preclip_ratio(new, old, 1e-3, 1e3)
+    assert log_ratio.max().item() == pytest.approx(math.log(1e3))
