@@ -1,0 +1,64 @@
+"""The tiny Qwen2.5-VL: offline, deterministic, loads through HF and verl, generates and scores on CPU."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+from verl.utils import hf_processor, hf_tokenizer
+
+from r1reward_verl.tiny import SPECIAL_TOKENS, build_tiny_qwen25vl
+
+
+def test_loads_with_autoprocessor_and_verl(tiny_model_dir):
+    assert type(AutoProcessor.from_pretrained(tiny_model_dir)).__name__ == "Qwen2_5_VLProcessor"
+    proc = hf_processor(tiny_model_dir)
+    assert type(proc).__name__ == "Qwen2_5_VLProcessor"
+    assert proc.config.model_type == "qwen2_5_vl"  # verl binds the model config for get_rope_index
+    tok = hf_tokenizer(tiny_model_dir)
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    for special in SPECIAL_TOKENS:
+        assert tok.convert_tokens_to_ids(special) != tok.unk_token_id
+    text = "<think>Response 1 is better.</think><answer>1</answer>"
+    assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def test_generates_and_scores_an_image_prompt(tiny_model_dir):
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model_dir)
+    assert 300_000 < sum(p.numel() for p in model.parameters()) < 450_000
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which is better?"}]}]
+    chat = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert "<|vision_start|><|image_pad|><|vision_end|>" in chat and chat.endswith("<|im_start|>assistant\n")
+    enc = proc(text=[chat], images=[Image.new("RGB", (56, 56), (200, 10, 10))], return_tensors="pt")
+    n_image_tokens = int((enc["input_ids"] == model.config.image_token_id).sum())
+    assert n_image_tokens == int(enc["image_grid_thw"].prod()) // 4 > 0
+    out = model.generate(**enc, max_new_tokens=8, do_sample=False)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+    with torch.no_grad():
+        logits = model(input_ids=out, pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"]).logits
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, out[:, 1:, None]).squeeze(-1)
+    gen_logp = logp[:, enc["input_ids"].shape[1] - 1:]
+    assert gen_logp.shape[1] == out.shape[1] - enc["input_ids"].shape[1]
+    assert torch.isfinite(gen_logp).all() and (gen_logp <= 0).all()
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json"):
+        h.update((path / name).read_bytes())
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_build_is_deterministic(tmp_path, tiny_model_dir):
+    again = build_tiny_qwen25vl(tmp_path / "again")
+    assert _digest(again) == _digest(Path(tiny_model_dir))
+    assert json.loads((again / "r1reward_tiny.json").read_text())["seed"] == 0
+    other = build_tiny_qwen25vl(tmp_path / "other", seed=1)
+    assert _digest(other) != _digest(again)
