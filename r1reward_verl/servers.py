@@ -1,0 +1,195 @@
+"""Small OpenAI-compatible referee servers for tests, benchmarks and local trials (FastAPI + uvicorn).
+
+    python -m r1reward_verl.servers tiny --model DIR --port 8011      # a real model: the tiny Qwen2.5-VL
+    python -m r1reward_verl.servers scripted --port 8012 [--behaviour rule] [--latency 0.05]
+
+``tiny`` runs a checkpoint with transformers on CPU: greedy generation, or, when the request has
+vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest log-likelihood.
+
+``scripted`` answers deterministically for tests (bind it to 127.0.0.1 only):
+* ``rule``: reads the reasoning between the request's own boundary markers and the "Final answer"
+  line, and answers CONSISTENT if the last "Response N" mentioned in the reasoning is the final
+  answer's N, INCONSISTENT if it is the other, UNCLEAR if none;
+* ``echo``: repeats the reasoning, then a verdict line (a sloppy referee: not a strict verdict);
+* ``fail500``, ``garbage`` (a non-JSON 200 body), ``slow`` (sleeps ``--slow-seconds``), and
+  ``flaky`` (HTTP 500 for the first ``--fail-first`` requests, then ``rule``).
+``GET /stats`` returns the request count and the peak number of requests in flight.
+"""
+
+
+import argparse
+import asyncio
+import re
+import time
+import uuid
+
+_MARK_RE = re.compile(r"\[\[REASONING ([0-9a-f]+)\]\]\n")
+_FINAL_RE = re.compile(r"Final answer: Response ([12]) is better\.")
+
+
+def _completion(content: str, model: str) -> dict:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def _user_text(messages: list[dict]) -> str:
+    parts = []
+    for m in messages:
+        if m.get("role") != "user":
+            continue
+        c = m.get("content")
+        if isinstance(c, str):
+            parts.append(c)
+        elif isinstance(c, list):
+            parts.extend(x.get("text", "") for x in c if isinstance(x, dict))
+    return "\n".join(parts)
+
+
+def rule_verdict(user_text: str) -> str:
+    """The ``rule`` referee: compare the reasoning's last "Response N" with the final answer."""
+    m = _MARK_RE.search(user_text)
+    final = _FINAL_RE.findall(user_text)
+    if not m or not final:
+        return "UNCLEAR"
+    nonce = m.group(1)
+    end = user_text.find(f"\n[[END REASONING {nonce}]]", m.end())
+    reasoning = user_text[m.end() : end if end >= 0 else len(user_text)]
+    mentions = re.findall(r"Response ([12])", reasoning)
+    if not mentions:
+        return "UNCLEAR"
+    return "CONSISTENT" if mentions[-1] == final[-1] else "INCONSISTENT"
+
+
+def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: float = 30.0, fail_first: int = 0):
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    app = FastAPI()
+    stats = {"requests": 0, "in_flight": 0, "peak_in_flight": 0}
+
+    @app.get("/health")
+    async def health():
+        return {"ok": True}
+
+    @app.get("/stats")
+    async def get_stats():
+        return stats
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        stats["requests"] += 1
+        n = stats["requests"]
+        stats["in_flight"] += 1
+        stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
+        try:
+            if latency:
+                await asyncio.sleep(latency)
+            text = _user_text(body.get("messages", []))
+            if behaviour == "fail500" or (behaviour == "flaky" and n <= fail_first):
+                return JSONResponse({"error": "scripted failure"}, status_code=500)
+            if behaviour == "garbage":
+                return PlainTextResponse("<html>not json</html>")
+            if behaviour == "slow":
+                await asyncio.sleep(slow_seconds)
+            verdict = rule_verdict(text)
+            if behaviour == "echo":
+                m = _MARK_RE.search(text)
+                echoed = text[m.end():] if m else text
+                return _completion(f"The reasoning says: {echoed}\nVerdict: {verdict}", body.get("model", "scripted"))
+            return _completion(verdict, body.get("model", "scripted"))
+        finally:
+            stats["in_flight"] -= 1
+
+    return app
+
+
+def tiny_app(model_dir: str):
+    import torch
+    from fastapi import FastAPI, Request
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(model_dir)
+    tokenizer = processor.tokenizer
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir).eval()
+    lock = asyncio.Lock()
+    app = FastAPI()
+
+    def _prompt_ids(messages):
+        msgs = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else _user_text([m])}
+                for m in messages]  # fmt: skip
+        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return tokenizer(text, return_tensors="pt")["input_ids"]
+
+    @torch.no_grad()
+    def _choose(ids, choices):
+        best, best_lp = None, None
+        for c in choices:
+            cid = tokenizer(c, return_tensors="pt")["input_ids"]
+            full = torch.cat([ids, cid], dim=1)
+            logp = torch.log_softmax(model(input_ids=full).logits[0, :-1].float(), -1)
+            lp = logp[ids.shape[1] - 1 :].gather(-1, cid[0, :, None]).sum().item()
+            if best_lp is None or lp > best_lp:
+                best, best_lp = c, lp
+        return best
+
+    @torch.no_grad()
+    def _generate(ids, max_tokens):
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    @app.get("/health")
+    async def health():
+        return {"ok": True}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_dir, "object": "model"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        ids = _prompt_ids(body["messages"])
+        choices = (body.get("structured_outputs") or {}).get("choice")
+        async with lock:
+            if choices:
+                content = await asyncio.to_thread(_choose, ids, choices)
+            else:
+                content = await asyncio.to_thread(_generate, ids, int(body.get("max_tokens") or 16))
+        return _completion(content, body.get("model") or model_dir)
+
+    return app
+
+
+def main(argv=None):
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="OpenAI-compatible referee servers for tests and local trials.")
+    sub = parser.add_subparsers(dest="kind", required=True)
+    t = sub.add_parser("tiny")
+    t.add_argument("--model", required=True)
+    s = sub.add_parser("scripted")
+    s.add_argument("--behaviour", default="rule", choices=["rule", "echo", "fail500", "garbage", "slow", "flaky"])
+    s.add_argument("--latency", type=float, default=0.0)
+    s.add_argument("--slow-seconds", type=float, default=30.0)
+    s.add_argument("--fail-first", type=int, default=0)
+    for p in (t, s):
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.kind == "tiny":
+        app = tiny_app(args.model)
+    else:
+        app = scripted_app(args.behaviour, args.latency, args.slow_seconds, args.fail_first)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=30)
+
+
+if __name__ == "__main__":
+    main()
