@@ -9,8 +9,10 @@ order the trainer runs them, with the tiny random Qwen2.5-VL (built on the fly, 
 2. roll out: the tiny model samples responses to Table 1 prompts with small images (HF ``generate``);
    a random model never writes the answer format, so each prompt also gets two reference responses
    (one naming the preferred response, one the other), scored by the policy like its own samples;
-3. score: a result reward (the answer tag names the preferred response); the full R1-Reward reward
-   with the consistency referee lives in ``reward_fns/``;
+3. score: the R1-Reward reward (``reward_fns/r1_reward.py``, the function verl's reward loop calls),
+   with the reward kwargs of the composed config: the consistency referee is off unless an
+   endpoint is given, e.g. ``reward.custom_reward_function.reward_kwargs.referee_base_url=http://127.0.0.1:8012/v1``
+   (``python -m r1reward_verl.servers tiny --model runs/demo/tiny-qwen25vl --port 8012`` serves one);
 4. ``verl.trainer.ppo.ray_trainer.compute_advantage`` with ``algorithm.adv_estimator=stable_reinforce``;
 5. ``verl.workers.utils.losses.ppo_loss`` with the actor config built by verl from our Hydra config
    (``loss_mode=stable_reinforce``), for ``ppo_epochs`` updates with an optimizer.
@@ -21,6 +23,7 @@ Every step prints verl's metrics plus ours (``adv_filter/*``, ``actor/preclip_fr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -70,6 +73,8 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
 
     from r1reward_verl.algos import pop_advantage_filter_metrics
     from r1reward_verl.config import compose_config, validate_like_main_ppo
+    from r1reward_verl.reward.metrics import reward_step_metrics
+    from reward_fns.r1_reward import compute_score
     from r1reward_verl.tiny import build_tiny_qwen25vl
 
     workdir = Path(workdir)
@@ -96,6 +101,7 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
     )
     validate_like_main_ppo(config)
     actor_cfg = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
+    reward_kwargs = dict(config.reward.custom_reward_function.get("reward_kwargs", {}))
     algo = config.algorithm
 
     processor = hf_processor(str(model_dir))
@@ -137,9 +143,17 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
                     ref = f"<think>Response {choice} matches the image better.</think><answer>{choice}</answer>"
                     ref_ids = tokenizer(ref, return_tensors="pt")["input_ids"][0]
                     rows.append((p_idx, enc, torch.cat([ref_ids, torch.tensor([tokenizer.eos_token_id])]), label))
-        # 3. reward: result only (R1-Reward's full reward is in reward_fns/)
+        # 3. reward: R1-Reward's compute_score, all rollouts concurrently as verl's reward loop runs them
         texts = tokenizer.batch_decode([r for _, _, r, _ in rows], skip_special_tokens=True)
-        scores = [float(f"<answer>{label}</answer>" in t) for (_, _, _, label), t in zip(rows, texts)]
+
+        async def score_all():
+            return await asyncio.gather(*[
+                compute_score("r1reward_demo", text, str(label), {"question": DEMO_PAIRS[p][0]}, **reward_kwargs)
+                for (p, _, _, label), text in zip(rows, texts)
+            ])
+
+        reward_infos = asyncio.run(score_all())
+        scores = [info["score"] for info in reward_infos]
 
         # old log-probs (the "compute_log_prob" pass)
         def all_log_probs():
@@ -175,7 +189,8 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
         pop_advantage_filter_metrics()
         data = compute_advantage(data, adv_estimator=algo.adv_estimator, gamma=algo.gamma, lam=algo.lam,
                                  num_repeat=samples + 2, config=algo)
-        metrics = {"step": step, "reward/mean": float(np.mean(scores)), **pop_advantage_filter_metrics()}
+        metrics = {"step": step, "reward/mean": float(np.mean(scores)), **reward_step_metrics(reward_infos),
+                   **pop_advantage_filter_metrics()}
 
         # 5. policy updates through verl's ppo_loss
         model.train()
@@ -202,6 +217,7 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
         last = actor_cfg.ppo_epochs - 1
         print(
             f"step {step}: reward/mean={metrics['reward/mean']:.3f} "
+            f"reward/format_mean={metrics['reward/format_mean']:.3f} referee/asked={metrics['referee/asked']:.0f} "
             f"adv_filter/filtered_frac={metrics['adv_filter/filtered_frac']:.4f} "
             f"adv_filter/z=[{metrics['adv_filter/z_min']:.2f}, {metrics['adv_filter/z_max']:.2f}] "
             f"actor/pg_loss={metrics[f'actor/pg_loss@epoch{last}']:.4f} "

@@ -7,8 +7,8 @@ TransferQueue on a local Ray cluster, as the trainer does between reward and act
 import pytest
 import torch
 from omegaconf import OmegaConf
-from tensordict import TensorDict
 from verl.trainer.ppo.v1 import get_trainer_cls
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_to_nested
 
 from tests.conftest import compose
@@ -33,10 +33,20 @@ def test_step_metrics_include_filter_statistics():
         scores = torch.zeros(n, length)
         scores[:255, -1] = 1.0  # R1-Reward §3.3: 255 rewards of 1 and one of 0
         keys = [f"sample{i}" for i in range(n)]
-        fields = TensorDict(
-            {"response_mask": nested_mask, "rm_scores": response_to_nested(scores, nested_mask), "uid": torch.arange(n)},
-            batch_size=n,
-        )
+        # per-trajectory fields as verl's agent loop stores them (list_of_dict_to_tensordict), with the
+        # reward_extra_info our reward function returned: 4 referee failures among 255 asked
+        rows = []
+        for i in range(n):
+            info = {"format": 1.0, "result": float(i < 255), "consistency": float(i < 200), "pred": 1,
+                    "referee_asked": i < 255, "referee_ok": (i < 251) if i < 255 else None,
+                    "referee_verdict": ("CONSISTENT" if i < 200 else "INCONSISTENT") if i < 251 else None,
+                    "referee_attempts": 1 if i < 251 else 4, "referee_error": "timeout" if 251 <= i < 255 else None,
+                    "referee_mode": "hosted"}  # fmt: skip
+            rows.append({"response_mask": mask[i], "rm_scores": scores[i], "uid": torch.tensor(i),
+                         "extra_fields": {"reward_extra_info": info}})  # fmt: skip
+        fields = list_of_dict_to_tensordict(rows)
+        fields["response_mask"] = nested_mask
+        fields["rm_scores"] = response_to_nested(scores, nested_mask)
         batch = tq.kv_batch_put(keys=keys, partition_id="train", fields=fields)
 
         trainer = trainer_cls.__new__(trainer_cls)  # only the config is needed by _compute_advantage
@@ -55,3 +65,10 @@ def test_step_metrics_include_filter_statistics():
     assert metrics["adv_filter/z_min"] == pytest.approx(-15.96, abs=0.01)
     assert adv[255].abs().sum().item() == 0
     assert (adv[0] > 0).all()
+    # the reward's own statistics reach the step too
+    assert metrics["referee/asked"] == 255 and metrics["referee/failed"] == 4
+    assert metrics["referee/error/timeout"] == 4
+    assert metrics["referee/failed_frac"] == pytest.approx(4 / 255)
+    assert metrics["referee/inconsistent_frac"] == pytest.approx(51 / 251)
+    assert metrics["reward/result_mean"] == pytest.approx(255 / 256)
+    assert metrics["reward/consistency_mean"] == pytest.approx(200 / 256)

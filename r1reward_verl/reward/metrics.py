@@ -1,0 +1,37 @@
+"""Step metrics of the R1-Reward reward, aggregated from each trajectory's ``reward_extra_info``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+
+def reward_step_metrics(infos: Iterable[dict]) -> dict[str, float]:
+    """``reward/*`` means and ``referee/*`` counts over the trajectories that carry our reward's fields.
+
+    referee/asked, referee/failed (after all retries), referee/failed_frac (of asked),
+    referee/inconsistent_frac (of answered), referee/attempts_mean, referee/error/<kind> counts.
+    """
+    infos = [i for i in infos if isinstance(i, dict) and "referee_asked" in i and "result" in i]
+    if not infos:
+        return {}
+    n = len(infos)
+    asked = [i for i in infos if i.get("referee_asked")]
+    failed = [i for i in asked if i.get("referee_ok") is False]
+    answered = [i for i in asked if i.get("referee_ok")]
+    metrics = {
+        "reward/format_mean": sum(float(i["format"]) for i in infos) / n,
+        "reward/result_mean": sum(float(i["result"]) for i in infos) / n,
+        "reward/consistency_mean": sum(float(i["consistency"]) for i in infos) / n,
+        "reward/no_answer_frac": sum(i.get("pred") is None for i in infos) / n,
+        "referee/asked": float(len(asked)),
+        "referee/failed": float(len(failed)),
+        "referee/failed_frac": len(failed) / len(asked) if asked else 0.0,
+        "referee/inconsistent_frac": (
+            sum(i.get("referee_verdict") == "INCONSISTENT" for i in answered) / len(answered) if answered else 0.0
+        ),
+        "referee/attempts_mean": sum(int(i.get("referee_attempts") or 0) for i in asked) / len(asked) if asked else 0.0,
+    }
+    for kind, count in Counter(i.get("referee_error") for i in failed).items():
+        metrics[f"referee/error/{kind}"] = float(count)
+    return metrics
