@@ -30,6 +30,24 @@ def test_main_ppo_cfg_job_resolves_with_our_plugins():
     assert cfg["algorithm"]["use_kl_in_reward"] is False
     assert cfg["actor_rollout_ref"]["actor"]["use_kl_loss"] is False
     assert cfg["trainer"]["v1"]["trainer_mode"] == "r1reward_sync"
+    crf = cfg["reward"]["custom_reward_function"]
+    assert (crf["path"], crf["name"]) == ("pkg://reward_fns.r1_reward", "compute_score")
+    assert crf["reward_kwargs"]["w_consistency"] == 0.5 and crf["reward_kwargs"]["w_format"] == 0.5
+    assert crf["reward_kwargs"]["mismatch_value"] == 0.0 and crf["reward_kwargs"]["referee"] == "auto"
+
+
+def test_reward_function_loads_through_verls_loader():
+    import inspect
+
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from reward_fns.r1_reward import compute_score
+
+    fn = get_custom_reward_fn(compose("r1reward", "reward.custom_reward_function.reward_kwargs.mismatch_value=-1"))
+    assert fn.func.__name__ == "_call_with_kwargs_async" and fn.args[0] is compute_score
+    assert fn.args[1]["mismatch_value"] == -1
+    # every configured kwarg is a real parameter of compute_score (a typo would fail at the first call)
+    assert set(fn.args[1]) <= set(inspect.signature(compute_score).parameters)
 
 
 def test_config_passes_verls_validation_and_builds_our_dataclasses(tiny_model_dir):
