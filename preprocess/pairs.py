@@ -1,0 +1,339 @@
+"""Preference pairs -> verl parquet for RL (``RLHFDataset``) and SFT (``MultiTurnSFTDataset``), streaming.
+
+    python -m preprocess.pairs --input pairs.jsonl [--input more.parquet | yifanzhang114/R1-Reward-RL] --out DIR
+        [--val-fraction 0.02] [--seed 0] [--skip-invalid] [--difficulty-filter] [--no-dedup] [--sft-out SFT_DIR]
+
+Writes ``DIR/train.parquet`` and ``DIR/val.parquet`` (RL) and, with ``--sft-out``, ``SFT_DIR/train.parquet``
+and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summary.json`` in all cases.
+
+* RL rows: ``data_source``, ``prompt`` (the Table 1 prompt of R1-Reward §4.3 with one ``<image>``
+  placeholder per image), ``images`` ([{bytes, path}]), ``ability``, ``reward_model`` {style: rule,
+  ground_truth: "1"|"2"}, ``extra_info`` {index, id, question, source, swapped, attempts, sanitized, split}.
+* RL labels are balanced 1:1 per split by swapping the two responses (seeded; each row records
+  ``swapped``). SFT rows keep the order their reasoning was written for (a reasoning names the
+  responses by position); the annotator (``preprocess.annotate``) balances before it asks.
+* ``--difficulty-filter``: keep rows the annotator needed >= 2 attempts for, or failed (paper: "RL Training Data").
+* De-duplication of identical pairs (question, both responses in either order, image bytes).
+* The train/val split is a seeded hash of the id, so it is stable whatever the input order or size.
+* Bad input stops with an error naming the file and row; ``--skip-invalid`` skips and counts it by
+  reason. Always: read = written + rejected, printed and saved in ``summary.json``.
+* Streaming: rows are read in batches and written in row groups, with memory bounded by the batch
+  size (plus a 16-byte digest per row for de-duplication and duplicate ids). Outputs are written to
+  temporary files and renamed at the end, so a crash never leaves a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from preprocess.records import BadRow, Pair, RawRow, base_dir_of, detect_format, iter_raw_rows, normalize_pair, normalize_r1reward_rl
+from r1reward_verl.prompt import build_table1_prompt
+
+ABILITY = "reward_modeling"
+IMAGE_TYPE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+RL_SCHEMA = pa.schema(
+    [
+        ("data_source", pa.string()),
+        ("prompt", MESSAGES_TYPE),
+        ("images", IMAGE_TYPE),
+        ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+        (
+            "extra_info",
+            pa.struct(
+                [
+                    ("index", pa.int64()),
+                    ("id", pa.string()),
+                    ("question", pa.string()),
+                    ("source", pa.string()),
+                    ("swapped", pa.bool_()),
+                    ("attempts", pa.string()),
+                    ("sanitized", pa.bool_()),
+                    ("split", pa.string()),
+                ]
+            ),
+        ),
+    ]
+)
+SFT_SCHEMA = pa.schema([("messages", MESSAGES_TYPE), ("images", IMAGE_TYPE), ("id", pa.string()), ("label", pa.string())])
+
+
+class InvalidInput(Exception):
+    """Bad input without --skip-invalid: names the file, the row and the reason."""
+
+
+@dataclass
+class Summary:
+    read: int = 0
+    written: Counter = field(default_factory=Counter)  # per split
+    rejected: Counter = field(default_factory=Counter)  # per reason
+    labels: dict = field(default_factory=lambda: {"train": Counter(), "val": Counter()})
+    swapped: int = 0
+    sft_labels: dict = field(default_factory=lambda: {"train": Counter(), "val": Counter()})
+    sanitized: int = 0
+    sft_written: Counter = field(default_factory=Counter)
+    examples: dict = field(default_factory=dict)  # first file:row per rejection reason
+
+    def as_dict(self) -> dict:
+        return {
+            "read": self.read,
+            "written": sum(self.written.values()),
+            "written_by_split": dict(self.written),
+            "rejected": sum(self.rejected.values()),
+            "rejected_by_reason": dict(self.rejected),
+            "first_rejected_row_by_reason": self.examples,
+            "labels_by_split": {k: {str(lab): n for lab, n in sorted(v.items())} for k, v in self.labels.items()},
+            "swapped": self.swapped,
+            "sft_labels_by_split": {k: {str(lab): n for lab, n in sorted(v.items())} for k, v in self.sft_labels.items()},
+            "sanitized_placeholders": self.sanitized,
+            "sft_written_by_split": dict(self.sft_written),
+            "balanced": self.read == sum(self.written.values()) + sum(self.rejected.values()),
+        }
+
+
+def split_of(pair_id: str, seed: int, val_fraction: float) -> str:
+    """Stable train/val assignment from a seeded hash of the id."""
+    h = hashlib.blake2b(f"{seed}:{pair_id}".encode(), digest_size=8).digest()
+    return "val" if int.from_bytes(h, "big") / 2**64 < val_fraction else "train"
+
+
+def content_key(p: Pair) -> bytes:
+    """Identity of a pair for de-duplication: question, the two responses in either order, image bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (p.question, *sorted((p.response_1, p.response_2))):
+        h.update(part.encode())
+        h.update(b"\0")
+    for im in p.images:
+        h.update(hashlib.blake2b(im["bytes"], digest_size=16).digest())
+    return h.digest()
+
+
+class Balancer:
+    """Target labels for one split: a seeded shuffle of (1, 2) per block of two rows -> exact 1:1 (+-1)."""
+
+    def __init__(self, seed: int):
+        self.rng = random.Random(seed)
+        self.pending: list[int] = []
+
+    def next_target(self) -> int:
+        if not self.pending:
+            self.pending = [1, 2]
+            self.rng.shuffle(self.pending)
+        return self.pending.pop()
+
+
+def swap(p: Pair) -> Pair:
+    p.response_1, p.response_2 = p.response_2, p.response_1
+    p.preferred = 3 - p.preferred
+    return p
+
+
+def rl_row(p: Pair, index: int, split: str, swapped: bool, data_source: str) -> dict:
+    prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
+    return {
+        "data_source": data_source,
+        "prompt": [{"role": "user", "content": prompt}],
+        "images": p.images,
+        "ability": ABILITY,
+        "reward_model": {"style": "rule", "ground_truth": str(p.preferred)},
+        "extra_info": {"index": index, "id": p.id, "question": p.question, "source": p.source, "swapped": swapped,
+                       "attempts": p.attempts, "sanitized": p.sanitized, "split": split},  # fmt: skip
+    }
+
+
+def sft_row(p: Pair) -> dict:
+    prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
+    answer = f"<think>{p.reasoning.strip()}</think><answer>{p.preferred}</answer>"
+    return {
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+        "images": p.images,
+        "id": p.id,
+        "label": str(p.preferred),
+    }
+
+
+class AtomicParquet:
+    """A parquet file written in row groups to ``.NAME.tmp``, renamed to NAME on ``commit``."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rows_per_group: int):
+        self.path, self.schema, self.rows_per_group = path, schema, rows_per_group
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.writer = pq.ParquetWriter(self.tmp, schema)
+        self.buf: list[dict] = []
+
+    def add(self, row: dict) -> None:
+        self.buf.append(row)
+        if len(self.buf) >= self.rows_per_group:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            self.writer.write_table(pa.Table.from_pylist(self.buf, schema=self.schema))
+            self.buf = []
+
+    def commit(self) -> None:
+        self.flush()
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def convert(
+    inputs: list[str],
+    out: str | Path,
+    *,
+    sft_out: Optional[str | Path] = None,
+    val_fraction: float = 0.02,
+    seed: int = 0,
+    skip_invalid: bool = False,
+    difficulty_filter: bool = False,
+    dedup: bool = True,
+    data_source: str = "r1reward",
+    fmt: str = "auto",
+    rows_per_group: int = 512,
+    progress: bool = True,
+) -> dict:
+    """Convert ``inputs`` into verl parquet under ``out`` (see the module docstring). Returns the summary."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group) for s in ("train", "val")}
+    sft_writers = {}
+    if sft_out is not None:
+        Path(sft_out).mkdir(parents=True, exist_ok=True)
+        sft_writers = {s: AtomicParquet(Path(sft_out) / f"{s}.parquet", SFT_SCHEMA, rows_per_group) for s in ("train", "val")}
+    balancers = {"train": Balancer(seed), "val": Balancer(seed + 1)}
+    summary = Summary()
+    seen_ids: set[str] = set()
+    seen_content: set[bytes] = set()
+    index = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="pairs", unit=" rows", mininterval=1.0, file=sys.stderr)
+
+    def reject(raw: RawRow, reason: str, message: str) -> None:
+        if not skip_invalid and reason not in ("duplicate_content", "difficulty_filtered"):
+            raise InvalidInput(f"{raw.file}: row {raw.row}: {reason}: {message} (use --skip-invalid to skip and count)")
+        summary.rejected[reason] += 1
+        summary.examples.setdefault(reason, f"{raw.file}:{raw.row}: {message}")
+
+    try:
+        for source in inputs:
+            base_dir = base_dir_of(source)
+            source_fmt = fmt
+            for raw in iter_raw_rows(source):
+                summary.read += 1
+                if bar is not None:
+                    bar.update(1)
+                try:
+                    if source_fmt == "auto":
+                        source_fmt = detect_format(raw.data) if not isinstance(raw.data, BadRow) else "auto"
+                    if source_fmt == "r1reward_rl":
+                        if isinstance(raw.data, BadRow):
+                            raise raw.data
+                        pair = normalize_r1reward_rl(raw.data, raw.row, base_dir)
+                    else:
+                        pair = normalize_pair(raw.data, base_dir)
+                    if pair.id in seen_ids:
+                        raise BadRow("duplicate_id", f"id {pair.id!r} appeared before")
+                except BadRow as e:
+                    reject(raw, e.reason, str(e))
+                    continue
+                seen_ids.add(pair.id)
+                if difficulty_filter:
+                    if pair.attempts is None:
+                        reject(raw, "missing_attempts", "--difficulty-filter needs 'attempts' on every row")
+                        continue
+                    if pair.attempts != "failed" and int(pair.attempts) < 2:
+                        reject(raw, "difficulty_filtered", f"attempts={pair.attempts} (< 2)")
+                        continue
+                if dedup:
+                    key = content_key(pair)
+                    if key in seen_content:
+                        reject(raw, "duplicate_content", f"same pair as an earlier row (id {pair.id})")
+                        continue
+                    seen_content.add(key)
+
+                split = split_of(pair.id, seed, val_fraction)
+                if sft_writers and pair.reasoning is not None:  # in the order the reasoning was written for
+                    sft_writers[split].add(sft_row(pair))
+                    summary.sft_written[split] += 1
+                    summary.sft_labels[split][pair.preferred] += 1
+                swapped = balancers[split].next_target() != pair.preferred
+                if swapped:
+                    swap(pair)
+                    summary.swapped += 1
+                summary.sanitized += pair.sanitized
+                writers[split].add(rl_row(pair, index, split, swapped, data_source))
+                index += 1
+                summary.written[split] += 1
+                summary.labels[split][pair.preferred] += 1
+        for w in (*writers.values(), *sft_writers.values()):
+            w.commit()
+    except BaseException:
+        for w in (*writers.values(), *sft_writers.values()):
+            w.abort()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    result = summary.as_dict()
+    assert result["balanced"], result
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, out / "summary.json")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Preference pairs -> verl parquet (RL and SFT).")
+    parser.add_argument("--input", action="append", required=True,
+                        help="a .jsonl/.parquet file in the pair format or R1-Reward-RL's, or a hub dataset name; repeatable")  # fmt: skip
+    parser.add_argument("--out", required=True, help="output directory for train.parquet, val.parquet, summary.json")
+    parser.add_argument("--sft-out", help="also write SFT parquet (rows with 'reasoning') to this directory")
+    parser.add_argument("--format", choices=["auto", "pairs", "r1reward_rl"], default="auto")
+    parser.add_argument("--val-fraction", type=float, default=0.02)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-invalid", action="store_true", help="skip bad rows and count them by reason")
+    parser.add_argument("--difficulty-filter", action="store_true",
+                        help="keep rows with attempts >= 2 or 'failed' (R1-Reward's RL subset)")  # fmt: skip
+    parser.add_argument("--no-dedup", action="store_true")
+    parser.add_argument("--data-source", default="r1reward")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
+                    skip_invalid=args.skip_invalid, difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
+                    data_source=args.data_source, fmt=args.format, progress=not args.no_progress)  # fmt: skip
+    except InvalidInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"read {s['read']} = written {s['written']} {s['written_by_split']} + rejected {s['rejected']} "
+          f"{s['rejected_by_reason']}; labels {s['labels_by_split']}; swapped {s['swapped']}; "
+          f"SFT {s['sft_written_by_split']}; summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

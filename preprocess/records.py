@@ -1,0 +1,284 @@
+"""Reading preference pairs: the generic pair format, R1-Reward-RL rows, local files or a hub name.
+
+Generic pair format (JSONL or parquet, one record per pair; R1-Reward-200K and the source sets of
+the paper's Table 2 map onto it):
+
+| field | type | meaning |
+|---|---|---|
+| id | str or int | unique per input |
+| question | str | the question asked about the image(s) |
+| images | list | each a file path (relative to the input file, or absolute), a base64 string (optionally a ``data:`` URI), or bytes; may be empty (text-only pair) |
+| response_1, response_2 | str | the two candidate responses, non-empty |
+| preferred | 1 or 2 | the human-preferred response |
+| source | str, optional | the source data set |
+| attempts | int or "failed", optional | how many annotator tries gave the right label (R1-Reward §4.3) |
+| reasoning | str, optional | the annotator's reasoning, for SFT |
+
+R1-Reward-RL (``yifanzhang114/R1-Reward-RL``, columns question, message, answer, image): the two
+responses are recovered from the Table 1 prompt inside ``message``; ``answer`` holds the label.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+REQUIRED = ("id", "question", "images", "response_1", "response_2", "preferred")
+PLACEHOLDERS = ("<image>", "<video>", "<audio>")
+
+
+class BadRow(Exception):
+    """A row that cannot be converted; ``reason`` is a stable key used in the summary counts."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Pair:
+    id: str
+    question: str
+    images: list[dict]  # [{"bytes": b"...", "path": "..."}]
+    response_1: str
+    response_2: str
+    preferred: int
+    source: str = ""
+    attempts: Optional[str] = None  # "1", "2", "3" or "failed"
+    reasoning: Optional[str] = None
+    sanitized: bool = False  # literal <image>/<video>/<audio> in the text were defused
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class RawRow:
+    file: str
+    row: int  # 1-based line (JSONL) or row number (parquet, hub)
+    data: Any
+
+
+def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train") -> Iterator[RawRow]:
+    """Stream raw rows from a local ``.jsonl``/``.json`` (one object a line) or ``.parquet`` file, or a hub name."""
+    path = Path(source)
+    if path.suffix in (".jsonl", ".json") and path.exists():
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield RawRow(str(path), i, json.loads(line))
+                except json.JSONDecodeError as e:
+                    yield RawRow(str(path), i, BadRow("bad_json", f"invalid JSON: {e}"))
+    elif path.suffix == ".parquet" and path.exists():
+        import pyarrow.parquet as pq
+
+        n = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+            for rec in batch.to_pylist():
+                n += 1
+                yield RawRow(str(path), n, rec)
+    elif path.exists():
+        raise ValueError(f"{source}: unsupported input (use .jsonl, .json lines, .parquet or a hub dataset name)")
+    else:
+        if "/" not in source or source.startswith((".", "/")):
+            raise FileNotFoundError(f"{source}: no such file")
+        from datasets import load_dataset  # a hub name: streamed, never fully downloaded first
+
+        for n, rec in enumerate(load_dataset(source, split=hub_split, streaming=True), 1):
+            yield RawRow(source, n, rec)
+
+
+def detect_format(rec: dict) -> str:
+    if isinstance(rec, dict) and {"message", "answer", "image"} <= set(rec) and "response_1" not in rec:
+        return "r1reward_rl"
+    return "pairs"
+
+
+def _text(rec: dict, key: str) -> str:
+    if key not in rec or rec[key] is None:
+        raise BadRow("missing_field", f"missing field {key!r}")
+    v = rec[key]
+    if not isinstance(v, str):
+        raise BadRow("missing_field", f"field {key!r} must be a string, got {type(v).__name__}")
+    return v
+
+
+def _defuse(text: str) -> tuple[str, bool]:
+    """verl's datasets split prompts on <image>/<video>/<audio>; such literals in user text are defused."""
+    changed = False
+    for p in PLACEHOLDERS:
+        if p in text:
+            text = text.replace(p, p.replace("<", "< "))
+            changed = True
+    return text, changed
+
+
+_B64_RE = re.compile(r"^[A-Za-z0-9+/=\s]+$")
+
+
+def load_image(spec: Any, base_dir: Path) -> dict:
+    """One image spec -> ``{"bytes", "path"}`` with bytes PIL can decode, or BadRow."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = ""
+    if isinstance(spec, dict):  # {"bytes": ..., "path": ...} as HF datasets store images
+        data, path = spec.get("bytes"), spec.get("path") or ""
+        if data is None and path:
+            spec = path
+        elif data is None:
+            raise BadRow("missing_image", "image dict without bytes or path")
+    if isinstance(spec, (bytes, bytearray, memoryview)):
+        data = bytes(spec)
+    elif isinstance(spec, str):
+        s = spec.strip()
+        if s.startswith("data:"):
+            try:
+                data = base64.b64decode(s.split(",", 1)[1], validate=False)
+            except (IndexError, binascii.Error) as e:
+                raise BadRow("undecodable_image", f"bad data URI: {e}") from None
+        else:
+            p = Path(s) if len(s) < 4096 else None
+            try:
+                is_file = p is not None and (p if p.is_absolute() else base_dir / p).is_file()
+            except OSError:
+                is_file = False
+            if is_file:
+                p = p if p.is_absolute() else base_dir / p
+                data, path = p.read_bytes(), str(p)
+            elif len(s) >= 16 and len(s) % 4 == 0 and _B64_RE.match(s[:4096]):
+                try:
+                    data = base64.b64decode(s, validate=False)
+                except binascii.Error as e:
+                    raise BadRow("undecodable_image", f"bad base64 image: {e}") from None
+            else:
+                shown = s if len(s) < 200 else s[:200] + "..."
+                raise BadRow("missing_image", f"image file not found: {base_dir / shown}")
+    elif not isinstance(spec, dict):
+        raise BadRow("undecodable_image", f"unsupported image value of type {type(spec).__name__}")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise BadRow("undecodable_image", f"image {path or '(inline)'} cannot be decoded: {e}") from None
+    return {"bytes": data, "path": path}
+
+
+def _label(v: Any) -> int:
+    s = str(v).strip()
+    if s.startswith("<answer>") and s.endswith("</answer>"):
+        s = s[len("<answer>") : -len("</answer>")].strip()
+    if s not in ("1", "2") or isinstance(v, bool):
+        raise BadRow("bad_label", f"label must be 1 or 2, got {v!r}")
+    return int(s)
+
+
+def _attempts(v: Any) -> Optional[str]:
+    if v is None:
+        return None
+    s = str(v).strip().lower()
+    if s == "failed" or (s.isdigit() and int(s) >= 1):
+        return s
+    raise BadRow("bad_attempts", f"attempts must be a positive integer or 'failed', got {v!r}")
+
+
+def normalize_pair(rec: Any, base_dir: Path) -> Pair:
+    """A generic-format record -> Pair (images loaded and checked), or BadRow."""
+    if isinstance(rec, BadRow):
+        raise rec
+    if not isinstance(rec, dict):
+        raise BadRow("bad_json", f"record must be an object, got {type(rec).__name__}")
+    for key in REQUIRED:
+        if key not in rec or rec[key] is None:
+            raise BadRow("missing_field", f"missing field {key!r}")
+    rid = rec["id"]
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool) or str(rid).strip() == "":
+        raise BadRow("missing_field", f"id must be a non-empty string or integer, got {rid!r}")
+    question, q_changed = _defuse(_text(rec, "question"))
+    r1, c1 = _defuse(_text(rec, "response_1"))
+    r2, c2 = _defuse(_text(rec, "response_2"))
+    for name, r in (("response_1", r1), ("response_2", r2)):
+        if not r.strip():
+            raise BadRow("empty_response", f"{name} is empty")
+    images = rec["images"]
+    if not isinstance(images, (list, tuple)):
+        raise BadRow("missing_field", f"images must be a list, got {type(images).__name__}")
+    pair = Pair(
+        id=str(rid),
+        question=question,
+        images=[load_image(x, base_dir) for x in images],
+        response_1=r1,
+        response_2=r2,
+        preferred=_label(rec["preferred"]),
+        source=str(rec.get("source") or ""),
+        attempts=_attempts(rec.get("attempts")),
+        reasoning=rec.get("reasoning") or None,
+        sanitized=q_changed or c1 or c2,
+    )
+    if pair.reasoning is not None and not isinstance(pair.reasoning, str):
+        raise BadRow("missing_field", "reasoning must be a string")
+    return pair
+
+
+_R1_START = "[Response 1]:"
+_R2_START = "[Response 2]:"
+_ENDS = ("\n\n# Output Format", "\n\nOutput Format", "\n# Output Format", "\nOutput Format")
+
+
+def _message_text(message: Any) -> str:
+    """The user text of R1-Reward-RL's ``message`` (a JSON chat list, or plain text)."""
+    if isinstance(message, str):
+        s = message.strip()
+        if s[:1] in "[{":
+            try:
+                message = json.loads(s)
+            except json.JSONDecodeError:
+                return message
+        else:
+            return message
+    if isinstance(message, dict):
+        message = [message]
+    parts = []
+    for m in message if isinstance(message, list) else []:
+        c = m.get("content") if isinstance(m, dict) else None
+        if isinstance(c, str):
+            parts.append(c)
+        elif isinstance(c, list):
+            parts.extend(x.get("text", "") for x in c if isinstance(x, dict) and x.get("type") == "text")
+    return "\n".join(parts)
+
+
+def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
+    """An R1-Reward-RL row -> Pair: responses from the Table 1 prompt in ``message``, label from ``answer``."""
+    text = _message_text(rec.get("message"))
+    i1, i2 = text.find(_R1_START), text.find(_R2_START)
+    if i1 < 0 or i2 < i1:
+        raise BadRow("unparsable_prompt", "message has no '[Response 1]:' ... '[Response 2]:' (Table 1 prompt)")
+    end = min((j for j in (text.find(e, i2) for e in _ENDS) if j >= 0), default=len(text))
+    answer = rec.get("answer")
+    if isinstance(answer, (list, tuple)):
+        if len(answer) == 0:
+            raise BadRow("bad_label", "answer list is empty")
+        answer = answer[0]
+    generic = {
+        "id": rec.get("id", row),
+        "question": rec.get("question") if isinstance(rec.get("question"), str) else "",
+        "images": [rec["image"]] if rec.get("image") else [],
+        "response_1": text[i1 + len(_R1_START) : i2].strip(),
+        "response_2": text[i2 + len(_R2_START) : end].strip(),
+        "preferred": answer,
+        "source": "R1-Reward-RL",
+    }
+    return normalize_pair(generic, base_dir)
+
+
+def base_dir_of(source: str) -> Path:
+    p = Path(source)
+    return p.parent.resolve() if p.exists() else Path(os.getcwd())

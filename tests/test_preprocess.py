@@ -1,0 +1,222 @@
+"""preprocess.pairs: every input format from generated files, verl's datasets, balance, filters, bad input."""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from preprocess.make_sample import make_sample
+from preprocess.pairs import InvalidInput, convert
+from r1reward_verl.prompt import TABLE1_PROMPT
+
+
+def png(colour=(200, 0, 0), size=(16, 16)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pair(i, **kw):
+    rec = {"id": f"p{i}", "question": f"Question {i}?", "images": [], "response_1": f"first {i}",
+           "response_2": f"second {i}", "preferred": 1 + i % 2}  # fmt: skip
+    rec.update(kw)
+    return rec
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def read(path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def test_jsonl_with_every_image_form(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(png((1, 2, 3)))
+    raw = png((4, 5, 6))
+    records = [
+        pair(0, images=["img/a.png"]),  # relative path
+        pair(1, images=[str(tmp_path / "img" / "a.png")]),  # absolute path
+        pair(2, images=[base64.b64encode(raw).decode()]),  # bare base64
+        pair(3, images=["data:image/png;base64," + base64.b64encode(raw).decode()]),  # data URI
+        pair(4, images=[]),  # text-only
+        pair(5, images=["img/a.png", "data:image/png;base64," + base64.b64encode(raw).decode()]),
+    ]
+    s = convert([str(write_jsonl(tmp_path / "in.jsonl", records))], tmp_path / "out", val_fraction=0.0, progress=False)
+    assert s["read"] == 6 and s["written"] == 6 and s["rejected"] == 0
+    rows = {r["extra_info"]["id"]: r for r in read(tmp_path / "out" / "train.parquet")}
+    assert rows["p0"]["images"][0]["bytes"] == png((1, 2, 3)) and rows["p0"]["images"][0]["path"].endswith("a.png")
+    assert rows["p2"]["images"][0]["bytes"] == raw and rows["p3"]["images"][0]["bytes"] == raw
+    assert rows["p4"]["images"] == [] and len(rows["p5"]["images"]) == 2
+    p5 = rows["p5"]["prompt"][0]["content"]
+    assert p5.startswith("<image><image>You are a highly skilled") and p5.count("<image>") == 2
+    assert rows["p4"]["prompt"][0]["content"].startswith("You are a highly skilled")
+
+
+def test_parquet_input_with_bytes_images_and_table1_prompt(tmp_path):
+    recs = [pair(i, images=[png((i, i, i))]) for i in range(10)]
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "in.parquet")
+    convert([str(tmp_path / "in.parquet")], tmp_path / "out", val_fraction=0.0, progress=False)
+    for r in read(tmp_path / "out" / "train.parquet"):
+        i = int(r["extra_info"]["id"][1:])
+        first, second = (f"first {i}", f"second {i}")
+        if r["extra_info"]["swapped"]:
+            first, second = second, first
+        expected = "<image>" + TABLE1_PROMPT.format(question=f"Question {i}?", answer1=first, answer2=second)
+        assert r["prompt"] == [{"role": "user", "content": expected}]
+        truth = 1 + i % 2 if not r["extra_info"]["swapped"] else 2 - i % 2
+        assert r["reward_model"] == {"style": "rule", "ground_truth": str(truth)}
+        assert r["images"][0]["bytes"] == png((i, i, i)) and r["ability"] == "reward_modeling"
+
+
+def test_r1reward_rl_rows(tmp_path):
+    def message(q, a, b):
+        text = TABLE1_PROMPT.format(question=q, answer1=a, answer2=b)
+        return json.dumps([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}])
+
+    b64 = base64.b64encode(png()).decode()
+    rows = [{"question": "What is shown?", "message": message("What is shown?", "A cat.", "A dog."),
+             "answer": ["<answer>2</answer>"], "image": b64},
+            {"question": "Count?", "message": message("Count?", "Three\nitems.", "Two."), "answer": ["1"], "image": b64},
+            {"question": "Bad", "message": "no template here", "answer": ["1"], "image": b64}]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train-00000-of-00001.parquet")
+    s = convert([str(tmp_path / "train-00000-of-00001.parquet")], tmp_path / "out", val_fraction=0.0,
+                skip_invalid=True, progress=False)  # fmt: skip
+    assert s["read"] == 3 and s["written"] == 2 and s["rejected_by_reason"] == {"unparsable_prompt": 1}
+    out = {r["extra_info"]["question"]: r for r in read(tmp_path / "out" / "train.parquet")}
+    content = out["Count?"]["prompt"][0]["content"]
+    assert "[Response 1]: Three\nitems.\n[Response 2]: Two." in content or "[Response 1]: Two.\n[Response 2]: Three\nitems." in content
+    assert out["What is shown?"]["extra_info"]["source"] == "R1-Reward-RL"
+
+
+def test_balance_is_exact_seeded_and_recorded(tmp_path):
+    recs = [pair(i, preferred=1) for i in range(101)]  # all label 1 in the input
+    src = str(write_jsonl(tmp_path / "in.jsonl", recs))
+    s1 = convert([src], tmp_path / "a", val_fraction=0.2, seed=7, progress=False)
+    s2 = convert([src], tmp_path / "b", val_fraction=0.2, seed=7, progress=False)
+    for split in ("train", "val"):
+        labels = s1["labels_by_split"][split]
+        assert abs(labels.get("1", 0) - labels.get("2", 0)) <= 1
+        a, b = read(tmp_path / "a" / f"{split}.parquet"), read(tmp_path / "b" / f"{split}.parquet")
+        assert a == b  # reproducible
+        for r in a:
+            assert r["extra_info"]["swapped"] == (r["reward_model"]["ground_truth"] == "2")
+    assert s1["written_by_split"]["val"] > 0 and s1["swapped"] == sum(s1["labels_by_split"][k].get("2", 0) for k in ("train", "val"))
+    s3 = convert([src], tmp_path / "c", val_fraction=0.2, seed=8, progress=False)
+    assert read(tmp_path / "c" / "train.parquet") != read(tmp_path / "a" / "train.parquet")
+
+
+def test_difficulty_filter_and_dedup(tmp_path):
+    recs = [pair(0, attempts=1), pair(1, attempts=2), pair(2, attempts=3), pair(3, attempts="failed"),
+            pair(4, attempts=1), pair(5, attempts=2, question="Question 1?", response_1="second 1",
+                                         response_2="first 1")]  # same pair as p1, responses swapped
+    s = convert([str(write_jsonl(tmp_path / "in.jsonl", recs))], tmp_path / "out", val_fraction=0.0,
+                difficulty_filter=True, progress=False)  # fmt: skip
+    assert s["read"] == 6 and s["written"] == 3
+    assert s["rejected_by_reason"] == {"difficulty_filtered": 2, "duplicate_content": 1}
+    ids = sorted(r["extra_info"]["id"] for r in read(tmp_path / "out" / "train.parquet"))
+    assert ids == ["p1", "p2", "p3"]
+    assert {r["extra_info"]["attempts"] for r in read(tmp_path / "out" / "train.parquet")} == {"2", "3", "failed"}
+
+
+BAD = {
+    "missing_image": pair(0, images=["nope.png"]),
+    "undecodable_image": pair(0, images=[base64.b64encode(b"not an image at all" * 40).decode()]),
+    "bad_label": pair(0, preferred=3),
+    "empty_response": pair(0, response_2="   "),
+    "missing_field": {k: v for k, v in pair(0).items() if k != "question"},
+    "bad_json": "{not json",
+    "bad_attempts": pair(0, attempts="often"),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD))
+def test_bad_input_names_file_and_row_or_is_counted(tmp_path, reason):
+    src = write_jsonl(tmp_path / "in.jsonl", [pair(10), pair(11), BAD[reason], pair(12)])
+    with pytest.raises(InvalidInput, match=rf"in\.jsonl: row 3: {reason}"):
+        convert([str(src)], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "train.parquet").exists()  # nothing that looks whole
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+    s = convert([str(src)], tmp_path / "out", skip_invalid=True, progress=False)
+    assert (s["read"], s["written"], s["rejected_by_reason"]) == (4, 3, {reason: 1})
+    assert "in.jsonl:3" in s["first_rejected_row_by_reason"][reason]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["rejected_by_reason"] == {reason: 1}
+
+
+def test_duplicate_id_is_bad_input(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [pair(0), pair(1), pair(0, question="other")])
+    with pytest.raises(InvalidInput, match="row 3: duplicate_id"):
+        convert([str(src)], tmp_path / "out", progress=False)
+    s = convert([str(src)], tmp_path / "out", skip_invalid=True, progress=False)
+    assert s["rejected_by_reason"] == {"duplicate_id": 1} and s["written"] == 2
+
+
+def test_placeholders_in_text_are_defused(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [pair(0, response_1="see <image> here", images=[base64.b64encode(png()).decode()])])
+    s = convert([str(src)], tmp_path / "out", val_fraction=0.0, progress=False)
+    row = read(tmp_path / "out" / "train.parquet")[0]
+    assert row["prompt"][0]["content"].count("<image>") == 1 and "< image>" in row["prompt"][0]["content"]
+    assert s["sanitized_placeholders"] == 1 and row["extra_info"]["sanitized"] is True
+
+
+def test_rl_parquet_through_verl_rlhfdataset(tmp_path, tiny_model_dir):
+    from verl.utils import hf_processor, hf_tokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    sample = make_sample(tmp_path / "sample", rows=12)
+    convert([str(sample)], tmp_path / "out", val_fraction=0.0, progress=False)
+    ds = RLHFDataset(str(tmp_path / "out" / "train.parquet"), hf_tokenizer(tiny_model_dir),
+                     OmegaConf.create({"max_prompt_length": 4096, "cache_dir": str(tmp_path / "cache")}),
+                     hf_processor(tiny_model_dir))  # fmt: skip
+    assert len(ds) == 12
+    item = ds[0]
+    content = item["raw_prompt"][0]["content"]
+    assert content[0]["type"] == "image" and isinstance(content[0]["image"], Image.Image)
+    assert content[1]["type"] == "text" and "[Response 1]:" in content[1]["text"]
+    assert item["reward_model"]["ground_truth"] in ("1", "2") and item["extra_info"]["question"]
+
+
+def test_sft_parquet_through_verl_multiturn_sft_dataset(tmp_path, tiny_model_dir):
+    from verl.utils import hf_processor, hf_tokenizer
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    sample = make_sample(tmp_path / "sample", rows=8)
+    s = convert([str(sample)], tmp_path / "out", sft_out=tmp_path / "sft", val_fraction=0.0, progress=False)
+    assert s["sft_written_by_split"] == {"train": 8}
+    rows = read(tmp_path / "sft" / "train.parquet")
+    src = {json.loads(line)["id"]: json.loads(line) for line in sample.read_text().splitlines()}
+    for r in rows:  # the SFT row keeps the order the reasoning was written for
+        assert r["messages"][1]["content"] == f"<think>{src[r['id']]['reasoning']}</think><answer>{src[r['id']]['preferred']}</answer>"
+        assert f"[Response 1]: {src[r['id']]['response_1']}" in r["messages"][0]["content"]
+    ds = MultiTurnSFTDataset(str(tmp_path / "sft" / "train.parquet"), hf_tokenizer(tiny_model_dir),
+                             OmegaConf.create({"max_length": 2048}), hf_processor(tiny_model_dir))  # fmt: skip
+    item = ds[0]
+    assert item["loss_mask"].sum() > 0 and "pixel_values" in item["multi_modal_inputs"]
+
+
+def test_cli_and_sample_script_are_reproducible(tmp_path):
+    a = make_sample(tmp_path / "a")
+    b = make_sample(tmp_path / "b")
+    assert a.read_bytes() == b.read_bytes()
+    bundled = Path(__file__).resolve().parents[1] / "preprocess" / "sample_data" / "pairs.jsonl"
+    assert bundled.read_bytes() == a.read_bytes()  # the committed sample is what the script makes
+    assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == sorted(
+        p.name for p in bundled.parent.joinpath("images").iterdir())  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "preprocess.pairs", "--input", str(a), "--out", str(tmp_path / "o"),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "read 36 = written 36" in out.stdout
+    bad = write_jsonl(tmp_path / "bad.jsonl", [pair(0, preferred="x")])
+    out = subprocess.run([sys.executable, "-m", "preprocess.pairs", "--input", str(bad), "--out", str(tmp_path / "o2"),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 2 and "bad.jsonl: row 1: bad_label" in out.stderr
