@@ -12,7 +12,10 @@ vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest lo
   answer's N, INCONSISTENT if it is the other, UNCLEAR if none;
 * ``echo``: repeats the reasoning, then a verdict line (a sloppy referee: not a strict verdict);
 * ``fail500``, ``garbage`` (a non-JSON 200 body), ``slow`` (sleeps ``--slow-seconds``), and
-  ``flaky`` (HTTP 500 for the first ``--fail-first`` requests, then ``rule``).
+  ``flaky`` (HTTP 500 for the first ``--fail-first`` requests, then ``rule``);
+* ``judge``: a scripted annotator for Table 1 prompts whose question carries ``[need=N]`` and whose
+  right response contains ``(correct)``: it picks the other response until the N-th time it sees that
+  prompt, then the right one (N=0: always wrong), as ``<think>…</think><answer>X</answer>``.
 ``GET /stats`` returns the request count and the peak number of requests in flight.
 """
 
@@ -25,6 +28,7 @@ import uuid
 
 _MARK_RE = re.compile(r"\[\[REASONING ([0-9a-f]+)\]\]\n")
 _FINAL_RE = re.compile(r"Final answer: Response ([12]) is better\.")
+_NEED_RE = re.compile(r"\[need=(\d+)\]")
 
 
 def _completion(content: str, model: str) -> dict:
@@ -72,6 +76,7 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
 
     app = FastAPI()
     stats = {"requests": 0, "in_flight": 0, "peak_in_flight": 0}
+    seen: dict[str, int] = {}
 
     @app.get("/health")
     async def health():
@@ -98,6 +103,17 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
                 return PlainTextResponse("<html>not json</html>")
             if behaviour == "slow":
                 await asyncio.sleep(slow_seconds)
+            if behaviour == "judge":
+                m = _NEED_RE.search(text)
+                r1, r2 = text.find("[Response 1]:"), text.find("[Response 2]:")
+                if not m or r1 < 0 or r2 < r1:
+                    return JSONResponse({"error": "not a Table 1 prompt with [need=N]"}, status_code=400)
+                gold = 1 if "(correct)" in text[r1:r2] else 2
+                need = int(m.group(1))
+                seen[text] = seen.get(text, 0) + 1
+                pick = gold if need and seen[text] >= need else 3 - gold
+                reply = f"<think>Response {pick} answers the question better.</think><answer>{pick}</answer>"
+                return _completion(reply, body.get("model", "scripted"))
             verdict = rule_verdict(text)
             if behaviour == "echo":
                 m = _MARK_RE.search(text)
@@ -176,7 +192,7 @@ def main(argv=None):
     t = sub.add_parser("tiny")
     t.add_argument("--model", required=True)
     s = sub.add_parser("scripted")
-    s.add_argument("--behaviour", default="rule", choices=["rule", "echo", "fail500", "garbage", "slow", "flaky"])
+    s.add_argument("--behaviour", default="rule", choices=["rule", "echo", "fail500", "garbage", "slow", "flaky", "judge"])
     s.add_argument("--latency", type=float, default=0.0)
     s.add_argument("--slow-seconds", type=float, default=30.0)
     s.add_argument("--fail-first", type=int, default=0)

@@ -28,7 +28,7 @@ import secrets
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 
@@ -146,10 +146,16 @@ class _Retryable(Exception):
         self.kind = kind
 
 
-async def _post_once(session: aiohttp.ClientSession, settings: RefereeSettings, payload: dict) -> str:
-    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+class _Fatal(Exception):
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+async def _post_once(session: aiohttp.ClientSession, url: str, payload: dict, api_key: Optional[str]) -> str:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        async with session.post(settings.url, json=payload, headers=headers) as resp:
+        async with session.post(url, json=payload, headers=headers) as resp:
             body = await resp.read()
             if resp.status in (408, 429) or resp.status >= 500:
                 raise _Retryable(f"http_{resp.status // 100}xx" if resp.status >= 500 else f"http_{resp.status}")
@@ -157,21 +163,49 @@ async def _post_once(session: aiohttp.ClientSession, settings: RefereeSettings, 
                 raise _Fatal(f"http_{resp.status}")
     except asyncio.TimeoutError:
         raise _Retryable("timeout") from None
-    except aiohttp.ClientConnectionError:
-        raise _Retryable("connection") from None
     except aiohttp.ClientError:
         raise _Retryable("connection") from None
     try:
         content = json.loads(body)["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError):
         raise _Retryable("bad_body") from None
+    if not isinstance(content, str):
+        raise _Retryable("bad_body")
     return content
 
 
-class _Fatal(Exception):
-    def __init__(self, kind: str):
-        super().__init__(kind)
-        self.kind = kind
+async def chat_with_retries(
+    url: str,
+    payload: dict,
+    *,
+    api_key: Optional[str] = None,
+    timeout: float = 60.0,
+    max_retries: int = 3,
+    backoff: float = 0.5,
+    accept: Callable[[str], bool] = lambda content: True,
+) -> tuple[Optional[str], int, Optional[str]]:
+    """POST an OpenAI chat completion with bounded retries; returns ``(content or None, attempts, error kind)``.
+
+    Retried: HTTP 408/429/5xx, time-outs, connection errors, bodies without ``choices[0].message.content``
+    and contents ``accept`` refuses (error kind ``unparsable``). Not retried: other 4xx. Never raises for these.
+    """
+    attempts, error = 0, None
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        for attempt in range(max_retries + 1):
+            attempts = attempt + 1
+            try:
+                content = await _post_once(session, url, payload, api_key)
+                if accept(content):
+                    return content, attempts, None
+                error = "unparsable"
+            except _Retryable as e:
+                error = e.kind
+            except _Fatal as e:
+                return None, attempts, e.kind
+            if attempt < max_retries:
+                delay = min(backoff * (2**attempt), 8.0)
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+    return None, attempts, error
 
 
 async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> RefereeResult:
@@ -182,27 +216,13 @@ async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> Refere
     if settings.constrained:
         payload["structured_outputs"] = {"choice": list(VERDICTS)}
     t0 = time.perf_counter()
-    attempts, error = 0, None
-    timeout = aiohttp.ClientTimeout(total=settings.timeout)
     async with _semaphore(settings.max_concurrency):
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for attempt in range(settings.max_retries + 1):
-                attempts = attempt + 1
-                try:
-                    content = await _post_once(session, settings, payload)
-                    verdict = parse_verdict(content)
-                    if verdict is not None:
-                        return RefereeResult(True, verdict, attempts, None, time.perf_counter() - t0)
-                    error = "unparsable"
-                except _Retryable as e:
-                    error = e.kind
-                except _Fatal as e:
-                    error = e.kind
-                    break
-                if attempt < settings.max_retries:
-                    delay = min(settings.backoff * (2**attempt), 8.0)
-                    await asyncio.sleep(delay * (0.5 + random.random() / 2))
-    return RefereeResult(False, None, attempts, error, time.perf_counter() - t0)
+        content, attempts, error = await chat_with_retries(
+            settings.url, payload, api_key=settings.api_key, timeout=settings.timeout,
+            max_retries=settings.max_retries, backoff=settings.backoff, accept=lambda c: parse_verdict(c) is not None,
+        )  # fmt: skip
+    verdict = parse_verdict(content) if content is not None else None
+    return RefereeResult(verdict is not None, verdict, attempts, error, time.perf_counter() - t0)
 
 
 def api_key_from_env(var: Optional[str]) -> Optional[str]:

@@ -1,0 +1,207 @@
+"""The cold-start annotator (R1-Reward §4.3, "Long-CoT Cold Start"): reasoning and difficulty for each pair.
+
+    python -m preprocess.annotate --input pairs.jsonl --out annotated.jsonl \\
+        --base-url https://api.openai.com/v1 --model gpt-4o --api-key-env OPENAI_API_KEY [--concurrency 16]
+
+For every pair (generic pair format, see ``preprocess/records.py``) it sends the Table 1 prompt with
+the images to any OpenAI-compatible endpoint (GPT-4o as in the paper, or a local vLLM server) at
+temperature 0, up to ``--max-attempts`` (3) times, and records how many attempts gave the human
+label (``attempts``: 1, 2, 3 or ``failed``) and, when one did, its reasoning. The output is the same
+pair format plus ``attempts``, ``reasoning``, ``annotator`` and ``swapped``, ready for
+``python -m preprocess.pairs --sft-out ... [--difficulty-filter]``.
+
+* Balanced before asking: the two responses are swapped for a seeded half of the rows (exact 1:1
+  in input order), so the reasoning is written for the order the SFT data will show.
+* Concurrent with a cap; transport faults are retried with backoff (``--request-retries``) and do
+  not count as attempts; a row whose requests keep failing is reported and left for the next run.
+* Resumable: the output is append-only JSONL keyed by id, flushed per row; a rerun skips the ids
+  already there (a torn last line from a crash is dropped and redone).
+* The API key comes from the environment variable named by ``--api-key-env``, never from arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+from preprocess.pairs import Balancer, swap
+from preprocess.records import BadRow, Pair, base_dir_of, iter_raw_rows, normalize_pair
+from r1reward_verl.prompt import build_table1_prompt
+from r1reward_verl.reward.parse import parse_output
+from r1reward_verl.reward.referee import RefereeSettings, api_key_from_env, chat_with_retries
+
+
+def _mime(data: bytes) -> str:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return Image.MIME.get(im.format, "image/png")
+
+
+def openai_messages(p: Pair) -> list[dict]:
+    """The Table 1 prompt as an OpenAI chat message, images first as data URIs."""
+    content: list[dict] = [
+        {"type": "image_url", "image_url": {"url": f"data:{_mime(im['bytes'])};base64,{base64.b64encode(im['bytes']).decode()}"}}
+        for im in p.images
+    ]
+    content.append({"type": "text", "text": build_table1_prompt(p.question, p.response_1, p.response_2)})
+    return [{"role": "user", "content": content}]
+
+
+def load_done(out: Path) -> set[str]:
+    """Ids already annotated; a torn last line (crash while writing) is cut off so it is redone."""
+    done: set[str] = set()
+    if not out.exists():
+        return done
+    with open(out, "rb+") as f:
+        good_end = 0
+        for line in iter(f.readline, b""):
+            try:
+                done.add(str(json.loads(line)["id"]))
+                good_end = f.tell()
+            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+                break
+        f.truncate(good_end)
+    return done
+
+
+async def annotate_pair(p: Pair, url: str, model: Optional[str], api_key: Optional[str], max_attempts: int,
+                        timeout: float, request_retries: int, backoff: float) -> tuple[Optional[dict], Optional[str]]:
+    """Up to ``max_attempts`` asks; returns (record, None) or (None, transport error kind)."""
+    payload = {"messages": openai_messages(p), "temperature": 0.0}
+    if model:
+        payload["model"] = model
+    reasoning = None
+    attempts: str = "failed"
+    for k in range(1, max_attempts + 1):
+        content, _, error = await chat_with_retries(url, payload, api_key=api_key, timeout=timeout,
+                                                    max_retries=request_retries, backoff=backoff)  # fmt: skip
+        if content is None:
+            return None, error
+        parsed = parse_output(content)
+        if parsed.pred == p.preferred:
+            attempts = str(k)
+            reasoning = parsed.reasoning if parsed.format_ok else content[: content.find("<answer>")].strip()
+            break
+    record = {"id": p.id, "question": p.question, "images": [im["path"] or base64.b64encode(im["bytes"]).decode()
+                                                              for im in p.images],
+              "response_1": p.response_1, "response_2": p.response_2, "preferred": p.preferred, "source": p.source,
+              "attempts": attempts if attempts == "failed" else int(attempts), "reasoning": reasoning,
+              "annotator": model or ""}  # fmt: skip
+    return record, None
+
+
+async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: Optional[str] = None,
+                   api_key_env: Optional[str] = None, concurrency: int = 8, max_attempts: int = 3, timeout: float = 120.0,
+                   request_retries: int = 3, backoff: float = 1.0, seed: int = 0, balance: bool = True,
+                   skip_invalid: bool = False, progress: bool = True) -> dict:  # fmt: skip
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = load_done(out)
+    url = RefereeSettings.chat_url(base_url)
+    api_key = api_key_from_env(api_key_env)
+    counts: Counter = Counter()
+    errors: Counter = Counter()
+    balancer = Balancer(seed)
+    sem = asyncio.Semaphore(concurrency)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="annotate", unit=" pairs", file=sys.stderr, mininterval=1.0)
+    fh = open(out, "a", encoding="utf-8")
+
+    async def one(p: Pair, swapped: bool):
+        async with sem:
+            record, error = await annotate_pair(p, url, model, api_key, max_attempts, timeout, request_retries, backoff)
+        if record is None:
+            errors[error] += 1
+            counts["request_failed"] += 1
+        else:
+            record["swapped"] = swapped
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            counts["annotated"] += 1
+            counts[f"attempts_{record['attempts']}"] += 1
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        pending: set[asyncio.Task] = set()
+        for source in inputs:
+            base_dir = base_dir_of(source)
+            for raw in iter_raw_rows(source):
+                counts["read"] += 1
+                try:
+                    p = normalize_pair(raw.data, base_dir)
+                except BadRow as e:
+                    if not skip_invalid:
+                        raise ValueError(f"{raw.file}: row {raw.row}: {e.reason}: {e} (use --skip-invalid)") from None
+                    counts[f"rejected_{e.reason}"] += 1
+                    continue
+                swapped = balance and balancer.next_target() != p.preferred  # consumed for every row: stable on resume
+                if p.id in done:
+                    counts["done_before"] += 1
+                    continue
+                if swapped:
+                    swap(p)
+                done.add(p.id)
+                pending.add(asyncio.create_task(one(p, swapped)))
+                if len(pending) >= 4 * concurrency:  # bounded memory: wait for some to finish
+                    _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            await asyncio.gather(*pending)
+    finally:
+        fh.close()
+        if bar is not None:
+            bar.close()
+    keys = ["read", "done_before", "annotated", "request_failed", *(f"attempts_{k}" for k in range(1, max_attempts + 1)),
+            "attempts_failed"]  # fmt: skip
+    summary = {**{k: counts[k] for k in keys}, **counts, "request_errors": dict(errors)}
+    rejected = sum(v for k, v in counts.items() if k.startswith("rejected_"))
+    summary["accounted"] = counts["read"] == counts["done_before"] + counts["annotated"] + counts["request_failed"] + rejected
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Annotate preference pairs with reasoning and difficulty (Table 1 prompt).")
+    parser.add_argument("--input", action="append", required=True)
+    parser.add_argument("--out", required=True, help="append-only JSONL; rerun to resume")
+    parser.add_argument("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--model")
+    parser.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--request-retries", type=int, default=3)
+    parser.add_argument("--backoff", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-balance", action="store_true")
+    parser.add_argument("--skip-invalid", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        s = asyncio.run(annotate(args.input, args.out, base_url=args.base_url, model=args.model,
+                                 api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                 max_attempts=args.max_attempts, timeout=args.timeout,
+                                 request_retries=args.request_retries, backoff=args.backoff, seed=args.seed,
+                                 balance=not args.no_balance, skip_invalid=args.skip_invalid,
+                                 progress=not args.no_progress))  # fmt: skip
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(s))
+    return 0 if s.get("request_failed", 0) == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
