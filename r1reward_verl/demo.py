@@ -5,8 +5,11 @@
 verl's PPO trainer needs GPUs, so this runs the pieces of a training step that we plug into, in the
 order the trainer runs them, with the tiny random Qwen2.5-VL (built on the fly, offline):
 
-1. compose ``hydra_configs/r1reward.yaml`` and pass verl's own config validation;
-2. roll out: the tiny model samples responses to Table 1 prompts with small images (HF ``generate``);
+1. data: the bundled sample pairs (``preprocess/sample_data``, or ``--data``) through
+   ``preprocess.pairs`` into verl parquet, read back by verl's ``create_rl_dataset`` (``RLHFDataset``)
+   and sampler; compose ``hydra_configs/r1reward.yaml`` and pass verl's own config validation;
+2. roll out: the tiny model samples responses to the Table 1 prompts with their images (HF ``generate``,
+   after the chat template and processor, as verl's agent loop applies them to ``raw_prompt``);
    a random model never writes the answer format, so each prompt also gets two reference responses
    (one naming the preferred response, one the other), scored by the policy like its own samples;
 3. score: the R1-Reward reward (``reward_fns/r1_reward.py``, the function verl's reward loop calls),
@@ -31,21 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from r1reward_verl.prompt import build_table1_prompt
 
-# Built-in pairs (question, response 1, response 2, preferred, colour of the generated image).
-DEMO_PAIRS = [
-    ("What colour is the square?", "The square is red.", "The square is blue.", 1, (220, 30, 30)),
-    ("What colour is the square?", "It is green.", "It is blue.", 2, (30, 30, 220)),
-    ("Is the image mostly dark?", "No, it is bright white.", "Yes, it is almost black.", 2, (10, 10, 10)),
-    ("Describe the image.", "A plain yellow picture.", "A photo of a crowded street.", 1, (230, 220, 20)),
-]
-
-
-def _image(rgb):
-    from PIL import Image
-
-    return Image.new("RGB", (56, 56), rgb)
+SAMPLE_PAIRS = Path(__file__).resolve().parent.parent / "preprocess" / "sample_data" / "pairs.jsonl"
+PROMPTS_PER_STEP = 4
 
 
 def _sequence_log_probs(model, input_ids, pixel_values, image_grid_thw):
@@ -61,16 +52,18 @@ def _sequence_log_probs(model, input_ids, pixel_values, image_grid_thw):
 
 
 def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4, max_new_tokens: int = 24, seed: int = 0,
-             lr: float = 0.05, overrides: tuple[str, ...] = ()) -> list[dict]:
+             lr: float = 0.05, overrides: tuple[str, ...] = (), data: str | Path = SAMPLE_PAIRS) -> list[dict]:
     from tensordict import TensorDict
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
+    from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler
     from verl.utils import hf_processor
     from verl.utils import tensordict_utils as tu
     from verl.utils.config import omega_conf_to_dataclass
     from verl.workers.utils.losses import ppo_loss
 
+    from preprocess.pairs import convert
     from r1reward_verl.algos import pop_advantage_filter_metrics
     from r1reward_verl.config import compose_config, validate_like_main_ppo
     from r1reward_verl.reward.metrics import reward_step_metrics
@@ -84,14 +77,21 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
     if not (model_dir / "config.json").exists():
         build_tiny_qwen25vl(model_dir, seed=seed)
 
-    bsz = len(DEMO_PAIRS) * (samples + 2)
+    # 1. data: the pairs through preprocess.pairs into verl parquet
+    summary = convert([str(data)], workdir / "data", val_fraction=0.1, seed=seed, progress=False)
+    print(f"data: read {summary['read']} pairs -> {summary['written_by_split']} (labels {summary['labels_by_split']})")
+    bsz = PROMPTS_PER_STEP * (samples + 2)
     config = compose_config(
         "r1reward",
         [
             f"actor_rollout_ref.model.path={model_dir}",
-            f"data.train_batch_size={len(DEMO_PAIRS)}",
+            f"data.train_files={workdir / 'data' / 'train.parquet'}",
+            f"data.val_files={workdir / 'data' / 'val.parquet'}",
+            f"data.train_batch_size={PROMPTS_PER_STEP}",
+            "data.max_prompt_length=2048",
+            f"data.seed={seed}",
             f"actor_rollout_ref.rollout.n={samples}",
-            f"actor_rollout_ref.actor.ppo_mini_batch_size={len(DEMO_PAIRS)}",
+            f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS_PER_STEP}",
             "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
             "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
             "actor_rollout_ref.actor.ppo_epochs=2",
@@ -115,22 +115,28 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
     # a random model can emit vision placeholders, which the re-scoring pass would read as images
     vision_ids = tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
                                                    "<|image_pad|>", "<|video_pad|>"])
-    prompts = []
-    for question, r1, r2, label, rgb in DEMO_PAIRS:
-        text = build_table1_prompt(question, r1, r2)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    # verl's dataset and sampler read the parquet, as the trainer's dataloader does
+    dataset = create_rl_dataset(config.data.train_files, config.data, tokenizer, processor)
+    order = list(create_rl_sampler(config.data, dataset))
+
+    def encode(item):
+        """What verl's agent loop does with raw_prompt: chat template, then the processor with the images."""
+        messages = item["raw_prompt"]
+        images = [c["image"] for m in messages if isinstance(m["content"], list) for c in m["content"]
+                  if c.get("type") == "image"]  # fmt: skip
         chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        enc = processor(text=[chat], images=[_image(rgb)], return_tensors="pt")
-        prompts.append((enc, label))
+        return processor(text=[chat], images=images or None, return_tensors="pt")
 
     history = []
     for step in range(1, steps + 1):
         t0 = time.perf_counter()
+        items = [dataset[order[((step - 1) * PROMPTS_PER_STEP + j) % len(order)]] for j in range(PROMPTS_PER_STEP)]
+        prompts = [(encode(it), int(it["reward_model"]["ground_truth"]), it["extra_info"]["question"]) for it in items]
         # 2. rollout (temperature 1, as the paper)
         rows = []
         model.eval()
         with torch.no_grad():
-            for p_idx, (enc, label) in enumerate(prompts):
+            for p_idx, (enc, label, _) in enumerate(prompts):
                 out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens,
                                      num_return_sequences=samples, pad_token_id=tokenizer.pad_token_id,
                                      suppress_tokens=vision_ids)
@@ -148,7 +154,7 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
 
         async def score_all():
             return await asyncio.gather(*[
-                compute_score("r1reward_demo", text, str(label), {"question": DEMO_PAIRS[p][0]}, **reward_kwargs)
+                compute_score("r1reward_demo", text, str(label), {"question": prompts[p][2]}, **reward_kwargs)
                 for (p, _, _, label), text in zip(rows, texts)
             ])
 
@@ -236,10 +242,12 @@ def main(argv=None):
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--samples", type=int, default=4, help="responses per prompt (rollout.n)")
+    parser.add_argument("--data", default=str(SAMPLE_PAIRS), help="pairs (generic pair format); default: the bundled sample")
     parser.add_argument("--lr", type=float, default=0.05, help="large on purpose: moves the tiny policy enough to pre-clip")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for hydra_configs/r1reward.yaml")
     args = parser.parse_args(argv)
-    history = run_demo(args.workdir, steps=args.steps, samples=args.samples, lr=args.lr, overrides=tuple(args.overrides))
+    history = run_demo(args.workdir, steps=args.steps, samples=args.samples, lr=args.lr, overrides=tuple(args.overrides),
+                       data=args.data)
     print(f"done: {len(history)} steps")
 
 

@@ -29,6 +29,8 @@ def test_demo_cli_with_override(tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "done: 1 steps" in out.stdout
+    assert "data: read 36 pairs" in out.stdout  # the bundled sample, through preprocess.pairs
+    assert (tmp_path / "data" / "train.parquet").exists() and (tmp_path / "data" / "summary.json").exists()
     assert (tmp_path / "tiny-qwen25vl" / "model.safetensors").exists()
 
 
