@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from PIL import Image, UnidentifiedImageError
+
 REQUIRED = ("id", "question", "images", "response_1", "response_2", "preferred")
 PLACEHOLDERS = ("<image>", "<video>", "<audio>")
 
@@ -41,6 +43,9 @@ class BadRow(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+    def __reduce__(self):  # picklable, so worker processes can return it
+        return (BadRow, (self.reason, str(self)))
 
 
 @dataclass
@@ -126,8 +131,6 @@ _B64_RE = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 
 def load_image(spec: Any, base_dir: Path) -> dict:
     """One image spec -> ``{"bytes", "path"}`` with bytes PIL can decode, or BadRow."""
-    from PIL import Image, UnidentifiedImageError
-
     path = ""
     if isinstance(spec, dict):  # {"bytes": ..., "path": ...} as HF datasets store images
         data, path = spec.get("bytes"), spec.get("path") or ""
@@ -145,14 +148,13 @@ def load_image(spec: Any, base_dir: Path) -> dict:
             except (IndexError, binascii.Error) as e:
                 raise BadRow("undecodable_image", f"bad data URI: {e}") from None
         else:
-            p = Path(s) if len(s) < 4096 else None
-            try:
-                is_file = p is not None and (p if p.is_absolute() else base_dir / p).is_file()
-            except OSError:
-                is_file = False
-            if is_file:
-                p = p if p.is_absolute() else base_dir / p
-                data, path = p.read_bytes(), str(p)
+            full = s if os.path.isabs(s) else os.path.join(base_dir, s)
+            cached = _FILE_IMAGES.get(full) if len(s) < 4096 else None
+            if cached is not None:
+                return {"bytes": cached, "path": full}
+            if len(s) < 4096 and os.path.isfile(full):
+                with open(full, "rb") as f:
+                    data, path = f.read(), full
             elif len(s) >= 16 and len(s) % 4 == 0 and _B64_RE.match(s[:4096]):
                 try:
                     data = base64.b64decode(s, validate=False)
@@ -160,7 +162,7 @@ def load_image(spec: Any, base_dir: Path) -> dict:
                     raise BadRow("undecodable_image", f"bad base64 image: {e}") from None
             else:
                 shown = s if len(s) < 200 else s[:200] + "..."
-                raise BadRow("missing_image", f"image file not found: {base_dir / shown}")
+                raise BadRow("missing_image", f"image file not found: {os.path.join(base_dir, shown)}")
     elif not isinstance(spec, dict):
         raise BadRow("undecodable_image", f"unsupported image value of type {type(spec).__name__}")
     try:
@@ -168,7 +170,55 @@ def load_image(spec: Any, base_dir: Path) -> dict:
             im.verify()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise BadRow("undecodable_image", f"image {path or '(inline)'} cannot be decoded: {e}") from None
+    if path:
+        _FILE_IMAGES.put(path, data)
     return {"bytes": data, "path": path}
+
+
+class _ImageCache:
+    """Verified image files by path, so a file shared by many pairs is read and checked once.
+
+    Keyed on the path and checked against the file's size and mtime on every hit; bounded in bytes
+    (least recently used out first), so memory stays flat however long the input is.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        from collections import OrderedDict
+
+        self.max_bytes, self.size = max_bytes, 0
+        self.items: "OrderedDict[str, tuple[int, int, bytes]]" = OrderedDict()
+
+    def get(self, path: str) -> Optional[bytes]:
+        hit = self.items.get(path)
+        if hit is None:
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        if (st.st_mtime_ns, st.st_size) != hit[:2]:
+            return None
+        self.items.move_to_end(path)
+        return hit[2]
+
+    def put(self, path: str, data: bytes) -> None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        if len(data) > self.max_bytes // 4:
+            return
+        old = self.items.pop(path, None)
+        if old is not None:
+            self.size -= len(old[2])
+        self.items[path] = (st.st_mtime_ns, st.st_size, data)
+        self.size += len(data)
+        while self.size > self.max_bytes:
+            _, (_, _, d) = self.items.popitem(last=False)
+            self.size -= len(d)
+
+
+_FILE_IMAGES = _ImageCache()
 
 
 def _label(v: Any) -> int:
@@ -279,6 +329,6 @@ def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
     return normalize_pair(generic, base_dir)
 
 
-def base_dir_of(source: str) -> Path:
+def base_dir_of(source: str) -> str:
     p = Path(source)
-    return p.parent.resolve() if p.exists() else Path(os.getcwd())
+    return str(p.parent.resolve() if p.exists() else Path(os.getcwd()))

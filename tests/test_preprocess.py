@@ -220,3 +220,19 @@ def test_cli_and_sample_script_are_reproducible(tmp_path):
     out = subprocess.run([sys.executable, "-m", "preprocess.pairs", "--input", str(bad), "--out", str(tmp_path / "o2"),
                           "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert out.returncode == 2 and "bad.jsonl: row 1: bad_label" in out.stderr
+
+
+def test_worker_processes_give_identical_output_and_errors(tmp_path):
+    (tmp_path / "img").mkdir()
+    for i in range(5):
+        (tmp_path / "img" / f"{i}.png").write_bytes(png((i, 0, 0)))
+    recs = [pair(i, images=[f"img/{i % 5}.png"]) for i in range(700)]
+    recs[650] = pair(650, preferred=7)
+    src = str(write_jsonl(tmp_path / "in.jsonl", recs))
+    one = convert([src], tmp_path / "one", val_fraction=0.1, skip_invalid=True, progress=False, workers=1)
+    two = convert([src], tmp_path / "two", val_fraction=0.1, skip_invalid=True, progress=False, workers=2)
+    assert one == two and one["rejected_by_reason"] == {"bad_label": 1} and "in.jsonl:651" in one["first_rejected_row_by_reason"]["bad_label"]
+    for split in ("train", "val"):
+        assert read(tmp_path / "one" / f"{split}.parquet") == read(tmp_path / "two" / f"{split}.parquet")
+    with pytest.raises(InvalidInput, match="row 651: bad_label"):
+        convert([src], tmp_path / "three", progress=False, workers=2)
