@@ -109,25 +109,31 @@ def test_hosted_mode_with_live_tiny_qwen25vl_referee(tiny_model_dir):
     assert outs["wrong"]["reward_score"] == 0.5
 
 
-@pytest.mark.parametrize("behaviour", ["fail500", "garbage", "closed"])
+@pytest.mark.parametrize("behaviour", ["fail500", "garbage", "slow", "closed"])
 def test_referee_faults_never_fail_the_batch(tiny_model_dir, behaviour):
     items = _items(tiny_model_dir)
     retries = "reward.custom_reward_function.reward_kwargs.referee_max_retries=1"
+    if behaviour == "slow":  # the scripted referee sleeps 30 s; our time-out is 0.5 s
+        retries = (retries, "reward.custom_reward_function.reward_kwargs.referee_timeout=0.5")
+    else:
+        retries = (retries,)
     if behaviour == "closed":
         url = f"http://127.0.0.1:{closed_port()}/v1"
-        config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, retries,
+        config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
                          f"reward.custom_reward_function.reward_kwargs.referee_base_url={url}")  # fmt: skip
         outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
     else:
         with running_server("scripted", "--behaviour", behaviour) as addr:
-            config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, retries,
+            config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
                              f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1")  # fmt: skip
             outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
     asked = [k for k, v in outs.items() if v["reward_extra_info"]["referee_asked"]]
     assert sorted(asked) == ["consistent", "inconsistent", "unformatted"]
+    expected_error = {"fail500": "http_5xx", "garbage": "bad_body", "slow": "timeout", "closed": "connection"}[behaviour]
     for k in asked:
         info = outs[k]["reward_extra_info"]
         assert info["referee_ok"] is False and info["referee_attempts"] == 2 and info["consistency"] == 0.0
+        assert info["referee_error"] == expected_error
     assert {k: v["reward_score"] for k, v in outs.items()} == {
         "consistent": 1.5, "inconsistent": 1.5, "wrong": 0.5, "unformatted": 1.0}  # fmt: skip
 
