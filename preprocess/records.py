@@ -317,9 +317,12 @@ def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
         if len(answer) == 0:
             raise BadRow("bad_label", "answer list is empty")
         answer = answer[0]
+    iq = text.rfind("[Question]:", 0, i1)
+    # the question as the Table 1 prompt showed it; the ``question`` column as a fallback
+    question = text[iq + len("[Question]:") : i1].strip() if iq >= 0 else rec.get("question")
     generic = {
         "id": rec.get("id", row),
-        "question": rec.get("question") if isinstance(rec.get("question"), str) else "",
+        "question": question if isinstance(question, str) else "",
         "images": [rec["image"]] if rec.get("image") else [],
         "response_1": text[i1 + len(_R1_START) : i2].strip(),
         "response_2": text[i2 + len(_R2_START) : end].strip(),

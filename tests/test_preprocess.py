@@ -85,7 +85,7 @@ def test_r1reward_rl_rows(tmp_path):
         return json.dumps([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}])
 
     b64 = base64.b64encode(png()).decode()
-    rows = [{"question": "What is shown?", "message": message("What is shown?", "A cat.", "A dog."),
+    rows = [{"question": "<image>\nWhat is shown?", "message": message("What is shown?", "A cat.", "A dog."),
              "answer": ["<answer>2</answer>"], "image": b64},
             {"question": "Count?", "message": message("Count?", "Three\nitems.", "Two."), "answer": ["1"], "image": b64},
             {"question": "Bad", "message": "no template here", "answer": ["1"], "image": b64}]  # fmt: skip
