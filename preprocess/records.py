@@ -279,7 +279,16 @@ def normalize_pair(rec: Any, base_dir: Path) -> Pair:
 
 _R1_START = "[Response 1]:"
 _R2_START = "[Response 2]:"
-_ENDS = ("\n\n# Output Format", "\n\nOutput Format", "\n# Output Format", "\nOutput Format")
+# where response 2 ends: the "Output Format" section, as a line that may start with markdown
+# heading marks and bold ("# Output Format", "###### **Output Format (strictly follow):**")
+_END_RE = re.compile(r"\n[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?[ \t]*Output Format")
+# a dangling heading prefix left at the end of a section ("...  \n\n###### " before "[Response 2]:")
+_TRAILING_HEADING_RE = re.compile(r"(?:^|\n)[ \t]*#{1,6}[ \t]*(?:\*\*)?[ \t]*$")
+
+
+def _section(text: str) -> str:
+    """A section of the Table 1 prompt without surrounding blanks and a dangling heading prefix."""
+    return _TRAILING_HEADING_RE.sub("", text.rstrip()).strip()
 
 
 def _message_text(message: Any) -> str:
@@ -311,7 +320,8 @@ def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
     i1, i2 = text.find(_R1_START), text.find(_R2_START)
     if i1 < 0 or i2 < i1:
         raise BadRow("unparsable_prompt", "message has no '[Response 1]:' ... '[Response 2]:' (Table 1 prompt)")
-    end = min((j for j in (text.find(e, i2) for e in _ENDS) if j >= 0), default=len(text))
+    m = _END_RE.search(text, i2)
+    end = m.start() if m else len(text)
     answer = rec.get("answer")
     if isinstance(answer, (list, tuple)):
         if len(answer) == 0:
@@ -319,13 +329,13 @@ def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
         answer = answer[0]
     iq = text.rfind("[Question]:", 0, i1)
     # the question as the Table 1 prompt showed it; the ``question`` column as a fallback
-    question = text[iq + len("[Question]:") : i1].strip() if iq >= 0 else rec.get("question")
+    question = _section(text[iq + len("[Question]:") : i1]) if iq >= 0 else rec.get("question")
     generic = {
         "id": rec.get("id", row),
         "question": question if isinstance(question, str) else "",
         "images": [rec["image"]] if rec.get("image") else [],
-        "response_1": text[i1 + len(_R1_START) : i2].strip(),
-        "response_2": text[i2 + len(_R2_START) : end].strip(),
+        "response_1": _section(text[i1 + len(_R1_START) : i2]),
+        "response_2": _section(text[i2 + len(_R2_START) : end]),
         "preferred": answer,
         "source": "R1-Reward-RL",
     }

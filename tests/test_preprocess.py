@@ -99,6 +99,28 @@ def test_r1reward_rl_rows(tmp_path):
     assert out["What is shown?"]["extra_info"]["source"] == "R1-Reward-RL"
 
 
+def test_r1reward_rl_authors_markdown_layout(tmp_path):
+    """The released rows put each section under a '###### ' heading and end with a bold Output Format heading."""
+    text = ("You are a highly skilled judge.\n\n###### [Question]:\nWhich is right?  \n\n"
+            "###### [Response 1]:\nUse C#  \n\n###### [Response 2]:\nIt is 4.\n\n## Steps  \n\n"
+            "###### **Output Format (strictly follow):**\n<think>...</think><answer>1/2</answer>")  # fmt: skip
+    msg = json.dumps([{"role": "user", "content": [{"type": "text", "text": text},
+                                                   {"type": "image", "image": "/abs/x.png"}]}])  # fmt: skip
+    rows = [{"question": "<image>\nWhich is right?", "message": msg, "answer": ["<answer>1</answer>"],
+             "image": base64.b64encode(png()).decode()}]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rl.parquet")
+    s = convert([str(tmp_path / "rl.parquet")], tmp_path / "out", val_fraction=0.0, progress=False)
+    assert s["written"] == 1
+    (r,) = read(tmp_path / "out" / "train.parquet")
+    assert r["extra_info"]["question"] == "Which is right?"
+    content = r["prompt"][0]["content"]
+    # the heading marks are gone, a response's own '#' and its inner headings stay
+    a, b = ("Use C#", "It is 4.\n\n## Steps")[:: -1 if r["extra_info"]["swapped"] else 1]
+    assert f"[Response 1]: {a}\n[Response 2]: {b}\n" in content, content
+    assert "######" not in content
+    assert r["reward_model"]["ground_truth"] == ("2" if r["extra_info"]["swapped"] else "1")
+
+
 def test_balance_is_exact_seeded_and_recorded(tmp_path):
     recs = [pair(i, preferred=1) for i in range(101)]  # all label 1 in the input
     src = str(write_jsonl(tmp_path / "in.jsonl", recs))
