@@ -14,7 +14,7 @@ order the trainer runs them, with the tiny random Qwen2.5-VL (built on the fly, 
    (one naming the preferred response, one the other), scored by the policy like its own samples;
 3. score: the R1-Reward reward (``reward_fns/r1_reward.py``, the function verl's reward loop calls),
    with the reward kwargs of the composed config: the consistency referee is off unless an
-   endpoint is given, e.g. ``reward.custom_reward_function.reward_kwargs.referee_base_url=http://127.0.0.1:8012/v1``
+   endpoint is given, e.g. ``referee=endpoint reward.custom_reward_function.reward_kwargs.referee_base_url=http://127.0.0.1:8012/v1``
    (``python -m r1reward_verl.servers tiny --model runs/demo/tiny-qwen25vl --port 8012`` serves one);
 4. ``verl.trainer.ppo.ray_trainer.compute_advantage`` with ``algorithm.adv_estimator=stable_reinforce``;
 5. ``verl.workers.utils.losses.ppo_loss`` with the actor config built by verl from our Hydra config
@@ -96,6 +96,8 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
             "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
             "actor_rollout_ref.actor.ppo_epochs=2",
             "trainer.n_gpus_per_node=1",
+            # no referee unless asked for: `referee=endpoint ...referee_base_url=http://...`
+            "referee=off",
             *overrides,
         ],
     )

@@ -42,7 +42,7 @@ def test_demo_with_a_live_referee(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, tmp_path / "tiny-qwen25vl")
     with running_server("scripted", "--behaviour", "rule") as addr:
         history = run_demo(tmp_path, steps=1, samples=2,
-                           overrides=(f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1",))
+                           overrides=("referee=endpoint", f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1"))
     m = history[0]
     # each prompt's correct reference answer is asked about and judged consistent by the rule referee
     assert m["referee/asked"] >= 4 and m["referee/failed"] == 0

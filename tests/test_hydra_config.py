@@ -33,7 +33,7 @@ def test_main_ppo_cfg_job_resolves_with_our_plugins():
     crf = cfg["reward"]["custom_reward_function"]
     assert (crf["path"], crf["name"]) == ("pkg://reward_fns.r1_reward", "compute_score")
     assert crf["reward_kwargs"]["w_consistency"] == 0.5 and crf["reward_kwargs"]["w_format"] == 0.5
-    assert crf["reward_kwargs"]["mismatch_value"] == 0.0 and crf["reward_kwargs"]["referee"] == "auto"
+    assert crf["reward_kwargs"]["mismatch_value"] == 0.0 and crf["reward_kwargs"]["referee"] == "hosted"
 
 
 def test_reward_function_loads_through_verls_loader():

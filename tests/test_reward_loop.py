@@ -79,7 +79,7 @@ FAST = ("reward.custom_reward_function.reward_kwargs.referee_backoff=0.01",
 
 def test_endpoint_mode_with_scripted_referee(tiny_model_dir):
     with running_server("scripted", "--behaviour", "rule") as addr:
-        config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST,
+        config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, "referee=endpoint",
                          f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1")  # fmt: skip
         items = _items(tiny_model_dir)
         outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
@@ -94,8 +94,7 @@ def test_endpoint_mode_with_scripted_referee(tiny_model_dir):
 def test_hosted_mode_with_live_tiny_qwen25vl_referee(tiny_model_dir):
     """verl passes reward_router_address and the referee's tokenizer; our function posts to the router."""
     with running_server("tiny", "--model", tiny_model_dir) as addr:
-        config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST,
-                         "reward.reward_model.enable=True", "reward.reward_model.enable_resource_pool=True",
+        config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, "referee=hosted",
                          f"reward.reward_model.model_path={tiny_model_dir}")  # fmt: skip
         items = _items(tiny_model_dir)
         outs = dict(zip(items, _run_worker(config, addr, list(items.values()))))
@@ -120,11 +119,12 @@ def test_referee_faults_never_fail_the_batch(tiny_model_dir, behaviour):
     if behaviour == "closed":
         url = f"http://127.0.0.1:{closed_port()}/v1"
         config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
-                         f"reward.custom_reward_function.reward_kwargs.referee_base_url={url}")  # fmt: skip
+                         "referee=endpoint", f"reward.custom_reward_function.reward_kwargs.referee_base_url={url}")  # fmt: skip
         outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
     else:
         with running_server("scripted", "--behaviour", behaviour) as addr:
             config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
+                             "referee=endpoint",
                              f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1")  # fmt: skip
             outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
     asked = [k for k, v in outs.items() if v["reward_extra_info"]["referee_asked"]]
@@ -147,6 +147,6 @@ def test_colocated_reward_input_lacks_dataset_fields(tiny_model_dir):
         batch=item.batch.select("prompts", "responses", "attention_mask"),
         non_tensor_batch={"raw_prompt": item.non_tensor_batch["raw_prompt"]},
     )
-    config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}")
+    config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", "referee=off")
     with pytest.raises(KeyError, match="data_source"):
         _run_worker(config, None, [colocated])

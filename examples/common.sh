@@ -1,0 +1,44 @@
+# Sourced by the example scripts (verl style: everything is an environment variable or a Hydra
+# override passed through "$@").
+#
+#   PYTHON      interpreter with this project installed (default: python3)
+#   DRY_RUN=1   compose + validate + print the run on CPU (r1reward_verl.dryrun), start nothing
+#   R1R_*       paths and sizes read by hydra_configs/*.yaml (see README "Reproduce the paper")
+
+EXAMPLES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$EXAMPLES_DIR")"
+CONFIG_PATH="$REPO_DIR/hydra_configs"
+PYTHON="${PYTHON:-python3}"
+cd "$REPO_DIR" || exit 1
+
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    # placeholders so that a dry run resolves without the real paths
+    : "${R1R_POLICY_PATH:=/path/to/sft_checkpoint}" "${R1R_DATA_DIR:=/path/to/rl_parquet}"
+    : "${R1R_SFT_DIR:=/path/to/sft_parquet}"
+    export R1R_POLICY_PATH R1R_DATA_DIR R1R_SFT_DIR
+fi
+
+# ppo CONFIG_NAME [overrides...]: verl's PPO entry point on one of our configs
+ppo() {
+    local name="$1"
+    shift
+    if [[ "${DRY_RUN:-0}" == 1 ]]; then
+        "$PYTHON" -m r1reward_verl.dryrun --config-path "$CONFIG_PATH" --config-name "$name" --summary "$@"
+    else
+        "$PYTHON" -m verl.trainer.main_ppo --config-path "$CONFIG_PATH" --config-name "$name" "$@"
+    fi
+}
+
+# sft CONFIG_NAME [overrides...]: verl's SFT trainer; torchrun on one node, Ray on several
+sft() {
+    local name="$1"
+    shift
+    if [[ "${DRY_RUN:-0}" == 1 ]]; then
+        "$PYTHON" -m r1reward_verl.dryrun --config-path "$CONFIG_PATH" --config-name "$name" --summary "$@"
+    elif [[ "${R1R_NNODES:-1}" -gt 1 ]]; then
+        "$PYTHON" -m verl.trainer.sft_trainer_ray --config-path "$CONFIG_PATH" --config-name "$name" "$@"
+    else
+        torchrun --standalone --nnodes 1 --nproc_per_node "${R1R_GPUS_PER_NODE:-4}" \
+            -m verl.trainer.sft_trainer --config-path "$CONFIG_PATH" --config-name "$name" "$@"
+    fi
+}
