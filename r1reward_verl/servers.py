@@ -16,6 +16,9 @@ vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest lo
 * ``judge``: a scripted annotator for Table 1 prompts whose question carries ``[need=N]`` and whose
   right response contains ``(correct)``: it picks the other response until the N-th time it sees that
   prompt, then the right one (N=0: always wrong), as ``<think>…</think><answer>X</answer>``.
+* ``first``: a position-biased judge for evaluation: answers ``1`` when greedy (temperature 0) and,
+  for the ``n`` samples of a request, ``1`` except every third sample (``2``), as
+  ``<think>…</think><answer>X</answer>``; ``usage.prompt_tokens`` = whitespace tokens of the prompt.
 ``GET /stats`` returns the request count and the peak number of requests in flight.
 """
 
@@ -114,6 +117,17 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
                 pick = gold if need and seen[text] >= need else 3 - gold
                 reply = f"<think>Response {pick} answers the question better.</think><answer>{pick}</answer>"
                 return _completion(reply, body.get("model", "scripted"))
+            if behaviour == "first":
+                n_choices = int(body.get("n") or 1)
+                greedy = float(body.get("temperature", 1.0)) == 0.0
+                picks = [1] if greedy else [2 if i % 3 == 2 else 1 for i in range(n_choices)]
+                out = _completion("", body.get("model", "scripted"))
+                out["choices"] = [{"index": i, "message": {"role": "assistant",
+                                   "content": f"<think>Response {p} comes first.</think><answer>{p}</answer>"},
+                                   "finish_reason": "stop"} for i, p in enumerate(picks)]  # fmt: skip
+                out["usage"] = {"prompt_tokens": len(text.split()), "completion_tokens": 8 * len(picks),
+                                "total_tokens": len(text.split()) + 8 * len(picks)}  # fmt: skip
+                return out
             verdict = rule_verdict(text)
             if behaviour == "echo":
                 m = _MARK_RE.search(text)
@@ -192,7 +206,7 @@ def main(argv=None):
     t = sub.add_parser("tiny")
     t.add_argument("--model", required=True)
     s = sub.add_parser("scripted")
-    s.add_argument("--behaviour", default="rule", choices=["rule", "echo", "fail500", "garbage", "slow", "flaky", "judge"])
+    s.add_argument("--behaviour", default="rule", choices=["rule", "echo", "fail500", "garbage", "slow", "flaky", "judge", "first"])
     s.add_argument("--latency", type=float, default=0.0)
     s.add_argument("--slow-seconds", type=float, default=30.0)
     s.add_argument("--fail-first", type=int, default=0)

@@ -236,6 +236,7 @@ def test_sft_config_through_verls_sft_trainer_and_dataset(tiny_model_dir, tmp_pa
                                           f"data.val_files={tmp_path}/sft/val.parquet"])  # fmt: skip
     assert (cfg.optim.lr, cfg.data.train_batch_size, cfg.trainer.total_epochs) == (1e-5, 256, 1)
     assert cfg.engine.strategy == "fsdp2" and cfg.data.messages_key == "messages" and cfg.data.image_key == "images"
+    assert "hf_model" in cfg.checkpoint.save_contents  # the RL run starts from global_step_N/huggingface
     assert validate_like_sft_trainer(cfg) == []  # verl's SFTTrainer._build_config, model part included
     from verl.utils import hf_processor, hf_tokenizer
 

@@ -152,7 +152,16 @@ class _Fatal(Exception):
         self.kind = kind
 
 
-async def _post_once(session: aiohttp.ClientSession, url: str, payload: dict, api_key: Optional[str]) -> str:
+def first_content(body: Any) -> str:
+    """``choices[0].message.content`` of an OpenAI chat completion (raises on any other shape)."""
+    content = body["choices"][0]["message"]["content"]
+    if not isinstance(content, str):
+        raise TypeError("content is not a string")
+    return content
+
+
+async def _post_once(session: aiohttp.ClientSession, url: str, payload: dict, api_key: Optional[str],
+                     extract: Callable[[Any], Any] = first_content) -> Any:  # fmt: skip
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         async with session.post(url, json=payload, headers=headers) as resp:
@@ -166,12 +175,9 @@ async def _post_once(session: aiohttp.ClientSession, url: str, payload: dict, ap
     except aiohttp.ClientError:
         raise _Retryable("connection") from None
     try:
-        content = json.loads(body)["choices"][0]["message"]["content"]
+        return extract(json.loads(body))
     except (ValueError, KeyError, IndexError, TypeError):
         raise _Retryable("bad_body") from None
-    if not isinstance(content, str):
-        raise _Retryable("bad_body")
-    return content
 
 
 async def chat_with_retries(
@@ -182,19 +188,21 @@ async def chat_with_retries(
     timeout: float = 60.0,
     max_retries: int = 3,
     backoff: float = 0.5,
-    accept: Callable[[str], bool] = lambda content: True,
-) -> tuple[Optional[str], int, Optional[str]]:
-    """POST an OpenAI chat completion with bounded retries; returns ``(content or None, attempts, error kind)``.
+    accept: Callable[[Any], bool] = lambda content: True,
+    extract: Callable[[Any], Any] = first_content,
+) -> tuple[Any, int, Optional[str]]:
+    """POST an OpenAI chat completion with bounded retries; returns ``(extract(body) or None, attempts, error kind)``.
 
-    Retried: HTTP 408/429/5xx, time-outs, connection errors, bodies without ``choices[0].message.content``
-    and contents ``accept`` refuses (error kind ``unparsable``). Not retried: other 4xx. Never raises for these.
+    ``extract`` takes what is needed from the JSON body (default: ``choices[0].message.content``).
+    Retried: HTTP 408/429/5xx, time-outs, connection errors, bodies ``extract`` cannot read
+    and values ``accept`` refuses (error kind ``unparsable``). Not retried: other 4xx. Never raises for these.
     """
     attempts, error = 0, None
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         for attempt in range(max_retries + 1):
             attempts = attempt + 1
             try:
-                content = await _post_once(session, url, payload, api_key)
+                content = await _post_once(session, url, payload, api_key, extract)
                 if accept(content):
                     return content, attempts, None
                 error = "unparsable"

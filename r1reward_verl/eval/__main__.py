@@ -1,0 +1,129 @@
+"""Evaluate a generative multimodal reward model on VL-RewardBench, Multimodal RewardBench, MM-RLHF-RewardBench.
+
+    # greedy + voting@k/any@k for k in 1..15 from one n=15 pass, both response orders, vLLM on GPU
+    python -m r1reward_verl.eval run --model /ckpt/r1reward_hf --backend vllm --k 15 --swap \\
+        --bench vl_rewardbench=/bench/vl_rewardbench.jsonl --media-root vl_rewardbench=/bench \\
+        --bench mm_rlhf_rewardbench=/bench/mm_rlhf_rewardbench.jsonl --out runs/eval
+
+    # recompute metrics.json, table.md and the plots from items.jsonl alone (no model)
+    python -m r1reward_verl.eval score --items runs/eval/items.jsonl --out runs/eval_rescored
+
+    # what the loaders read (counts per category and group, rejects), no model
+    python -m r1reward_verl.eval inspect --bench mm_rlhf_rewardbench=/bench/mm_rlhf_rewardbench.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from r1reward_verl.eval.loaders import BENCHMARKS, detect_benchmark, load_benchmark
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        if "=" in v and v.split("=", 1)[0] in BENCHMARKS:
+            name, path = v.split("=", 1)
+        elif what == "bench":
+            name, path = detect_benchmark(v), v
+        else:
+            raise SystemExit(f"--{what} wants BENCHMARK=PATH with BENCHMARK one of {BENCHMARKS}, got {v!r}")
+        if name in out:
+            raise SystemExit(f"--{what}: {name} given twice ({out[name]} and {path})")
+        out[name] = path
+    return out
+
+
+def _ks(text: str | None) -> list[int] | None:
+    return [int(x) for x in text.split(",")] if text else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m r1reward_verl.eval", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    run = sub.add_parser("run", help="generate with a model and score")
+    run.add_argument("--model", required=True, help="HF model directory or name (openai: the served model name)")
+    run.add_argument("--bench", action="append", required=True, help="BENCHMARK=FILE (or FILE: detected)")
+    run.add_argument("--media-root", action="append", default=[], help="BENCHMARK=DIR where relative media paths start")
+    run.add_argument("--out", required=True)
+    run.add_argument("--backend", choices=["vllm", "transformers", "openai"], default="vllm")
+    run.add_argument("--base-url", help="openai backend: e.g. http://127.0.0.1:8000/v1")
+    run.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the API key")
+    run.add_argument("--concurrency", type=int, default=16, help="openai backend: requests in flight")
+    run.add_argument("--k", type=int, default=0, help="samples per prompt (one request with n=k); 0: greedy only")
+    run.add_argument("--ks", help="k values to report, e.g. 1,3,5,7 (default every k up to --k)")
+    run.add_argument("--no-greedy", action="store_true")
+    run.add_argument("--swap", action="store_true", help="also ask every pair in the other order")
+    run.add_argument("--temperature", type=float, default=1.0)
+    run.add_argument("--max-new-tokens", type=int, default=1024)
+    run.add_argument("--max-frames", type=int, default=32, help="frames per video (evenly spaced)")
+    run.add_argument("--limit", type=int, help="first N pairs of each benchmark (smoke runs)")
+    run.add_argument("--skip-invalid", action="store_true", help="skip bad pairs (counted by reason) instead of stopping")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--tensor-parallel-size", type=int, default=1)
+    run.add_argument("--no-share-prefix", action="store_true", help="transformers: n separate requests (for comparison)")
+    run.add_argument("--no-progress", action="store_true")
+
+    sc = sub.add_parser("score", help="recompute metrics.json, table.md, plots from a per-item JSONL")
+    sc.add_argument("--items", required=True)
+    sc.add_argument("--out", required=True)
+    sc.add_argument("--ks")
+    sc.add_argument("--model-name", default="model")
+
+    ins = sub.add_parser("inspect", help="what the loaders read: counts per category, groups, rejects")
+    ins.add_argument("--bench", action="append", required=True)
+    ins.add_argument("--skip-invalid", action="store_true")
+
+    args = ap.parse_args(argv)
+    if args.cmd == "score":
+        from r1reward_verl.eval.runner import read_items, score
+
+        doc = score(read_items(args.items), args.out, ks=_ks(args.ks), model_name=args.model_name)
+        print(json.dumps({b: {k: v for k, v in m.items() if not isinstance(v, dict)} for b, m in doc.items()}, indent=1))
+        return 0
+    if args.cmd == "inspect":
+        for bench, path in _pairs(args.bench, "bench").items():
+            loaded = load_benchmark(bench, path, skip_invalid=args.skip_invalid, load_media=False)
+            cats = Counter(p.category for p in loaded.pairs)
+            groups = {c: len({p.group for p in loaded.pairs if p.category == c}) for c in cats}
+            print(json.dumps({"benchmark": bench, **loaded.summary(), "categories": dict(cats),
+                              "groups": len({p.group for p in loaded.pairs}), "groups_by_category": groups}))  # fmt: skip
+        return 0
+
+    from r1reward_verl.eval.runner import evaluate
+
+    if args.backend == "vllm":
+        from r1reward_verl.eval.backends import VLLMBackend
+
+        backend = VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                              seed=args.seed, tensor_parallel_size=args.tensor_parallel_size)  # fmt: skip
+    elif args.backend == "openai":
+        from r1reward_verl.eval.backends import OpenAIBackend
+
+        if not args.base_url:
+            raise SystemExit("--backend openai needs --base-url")
+        backend = OpenAIBackend(args.base_url, args.model, api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                max_new_tokens=args.max_new_tokens, temperature=args.temperature)  # fmt: skip
+    else:
+        from r1reward_verl.eval.backends import TransformersBackend
+
+        backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                      seed=args.seed, share_prefix=not args.no_share_prefix)  # fmt: skip
+    doc = evaluate(_pairs(args.bench, "bench"), backend, args.out, k=args.k, ks=_ks(args.ks), greedy=not args.no_greedy,
+                   swap=args.swap, seed=args.seed, media_roots=_pairs(args.media_root, "media-root"), limit=args.limit,
+                   skip_invalid=args.skip_invalid, max_frames=args.max_frames, model_name=args.model,
+                   progress=not args.no_progress)  # fmt: skip
+    print((open(f"{args.out}/table.md").read()))
+    failed = getattr(backend, "failed_requests", 0)
+    print(f"outputs in {args.out}: items.jsonl metrics.json table.md accuracy_vs_k*.png; "
+          f"{doc['_run']['prompt_tokens_processed']} prompt tokens processed; {failed} failed requests")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Inference backends for evaluation: vLLM's offline engine on GPU, transformers on CPU.
+
+Both take the same requests (chat messages with images / a video and the Table 1 prompt) and return
+the greedy output and ``n`` sampled outputs. A request with ``n`` samples processes its prompt ONCE:
+vLLM by ``SamplingParams(n=...)`` (its sequences share the prompt's KV cache); transformers by one
+prefill whose KV cache is repeated for the ``n`` samples. Each result says how many prompt tokens the
+backend processed for it (``prompt_tokens``), so the saving can be measured (``benchmarks/eval.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+
+@dataclass
+class Request:
+    messages: list[dict]  # chat messages; content items {"type": "image"|"video"|"text", ...}
+    images: list[Any] = field(default_factory=list)  # PIL images, in content order
+    video: Optional[list[Any]] = None  # PIL frames of one video
+    greedy: bool = True
+    n: int = 0  # samples at the backend's temperature
+
+
+@dataclass
+class Result:
+    greedy: Optional[str]
+    samples: list[str]
+    prompt_tokens: int  # prompt tokens the backend processed for this request (greedy + samples)
+
+
+class Backend(Protocol):
+    def run(self, requests: list[Request], progress: bool = True) -> list[Result]: ...
+
+
+class TransformersBackend:
+    """transformers ``generate`` on CPU or one GPU (the tiny model in tests and the demo)."""
+
+    def __init__(self, model_path: str, *, max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0,
+                 share_prefix: bool = True, seed: int = 0, device: str = "cpu", dtype: str = "float32",
+                 min_new_tokens: int = 0):  # fmt: skip
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.torch = torch
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device).eval()
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.share_prefix, self.seed, self.device = share_prefix, seed, device
+        self.min_new_tokens = min_new_tokens
+        self.prefill_calls = 0
+
+    def encode(self, req: Request) -> dict:
+        chat = self.processor.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+        enc = self.processor(text=[chat], images=req.images or None, videos=[req.video] if req.video else None,
+                             return_tensors="pt")  # fmt: skip
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _decode(self, out, prompt_len: int) -> list[str]:
+        return self.processor.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+
+    def _generate(self, enc: dict, *, sample: bool, **kw):
+        self.prefill_calls += 1
+        gen = dict(do_sample=sample, max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens, **kw)
+        if sample:
+            gen.update(temperature=self.temperature, top_p=self.top_p)
+        return self.model.generate(**enc, **gen)
+
+    def sample_shared(self, enc: dict, n: int, **kw):
+        """n continuations from ONE prefill: the prompt minus its last token runs once, its KV cache is
+        repeated n times, then ``generate`` feeds the last prompt token of each copy and samples."""
+        torch = self.torch
+        length = enc["input_ids"].shape[1]
+        prefix = {k: (v[:, :-1] if v.dim() == 2 and v.shape[1] == length else v) for k, v in enc.items()}
+        with torch.no_grad():
+            cache = self.model(**prefix, use_cache=True).past_key_values
+        self.prefill_calls += 1
+        cache.batch_repeat_interleave(n)
+        rest = {k: v for k, v in enc.items() if k not in ("pixel_values", "pixel_values_videos")}
+        rest = {k: (v.repeat(n, 1) if v.dim() == 2 and v.shape[1] == length else v) for k, v in rest.items()}
+        gen = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens, past_key_values=cache, **kw)
+        if kw.get("do_sample", True):
+            gen.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
+        return self.model.generate(**rest, **gen)
+
+    def run(self, requests: list[Request], progress: bool = True) -> list[Result]:
+        from tqdm import tqdm
+
+        torch = self.torch
+        results = []
+        for i, req in enumerate(tqdm(requests, desc="generate", disable=not progress)):
+            enc = self.encode(req)
+            length = enc["input_ids"].shape[1]
+            torch.manual_seed(self.seed + i)
+            greedy, samples, tokens = None, [], 0
+            with torch.no_grad():
+                if req.greedy:
+                    greedy = self._decode(self._generate(enc, sample=False), length)[0]
+                    tokens += length
+                if req.n and self.share_prefix:
+                    samples = self._decode(self.sample_shared(enc, req.n), length)
+                    tokens += (length - 1) + req.n
+                elif req.n:  # n separate requests: the prompt is processed n times
+                    for _ in range(req.n):
+                        samples += self._decode(self._generate(enc, sample=True), length)
+                        tokens += length
+            results.append(Result(greedy, samples, tokens))
+        return results
+
+
+class VLLMBackend:
+    """vLLM's offline engine (GPU; the ``gpu`` extra). One request per prompt with ``n`` samples.
+
+    Not runnable on the CPU CI machine (vLLM cannot be installed there); its prompt-token count comes
+    from vLLM's own ``RequestOutput`` (prompt tokens minus those served from the prefix cache).
+    """
+
+    def __init__(self, model_path: str, *, max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0,
+                 seed: int = 0, tensor_parallel_size: int = 1, max_model_len: Optional[int] = None,
+                 limit_images: int = 4, gpu_memory_utilization: float = 0.9):  # fmt: skip
+        from transformers import AutoProcessor
+        from vllm import LLM
+
+        self.processor = AutoProcessor.from_pretrained(model_path)
+        self.llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, seed=seed, max_model_len=max_model_len,
+                       limit_mm_per_prompt={"image": limit_images, "video": 1}, enable_prefix_caching=True,
+                       gpu_memory_utilization=gpu_memory_utilization)  # fmt: skip
+        self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
+
+    def _prompt(self, req: Request) -> dict:
+        text = self.processor.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+        mm = {}
+        if req.images:
+            mm["image"] = req.images
+        if req.video:
+            mm["video"] = req.video
+        return {"prompt": text, "multi_modal_data": mm} if mm else {"prompt": text}
+
+    @staticmethod
+    def _processed(out) -> int:
+        return len(out.prompt_token_ids) - int(getattr(out, "num_cached_tokens", 0) or 0)
+
+    def run(self, requests: list[Request], progress: bool = True) -> list[Result]:
+        from vllm import SamplingParams
+
+        prompts = [self._prompt(r) for r in requests]
+        results = [Result(None, [], 0) for _ in requests]
+        greedy_idx = [i for i, r in enumerate(requests) if r.greedy]
+        if greedy_idx:
+            params = SamplingParams(temperature=0.0, max_tokens=self.max_new_tokens, n=1)
+            for i, out in zip(greedy_idx, self.llm.generate([prompts[i] for i in greedy_idx], params, use_tqdm=progress)):
+                results[i].greedy = out.outputs[0].text
+                results[i].prompt_tokens += self._processed(out)
+        for n in sorted({r.n for r in requests if r.n}):
+            idx = [i for i, r in enumerate(requests) if r.n == n]
+            params = SamplingParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_new_tokens, n=n,
+                                    seed=self.seed)  # fmt: skip
+            for i, out in zip(idx, self.llm.generate([prompts[i] for i in idx], params, use_tqdm=progress)):
+                results[i].samples = [o.text for o in out.outputs]
+                results[i].prompt_tokens += self._processed(out)
+        return results
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat endpoint (``vllm serve``, a hosted API such as GPT-4o as a baseline).
+
+    One request per prompt with ``n`` samples (the server processes the prompt once); the greedy
+    output is a second request at temperature 0. Images (and video frames, as a sequence of images)
+    go as base64 PNG ``image_url`` parts. Requests run concurrently up to ``concurrency``, with a
+    time-out and bounded retries (``r1reward_verl.reward.referee.chat_with_retries``); a request that
+    still fails leaves its outputs empty (parsed as unparsable, counted in ``failed_requests``).
+    ``prompt_tokens`` comes from the server's ``usage``. The API key is read from the environment
+    variable named ``api_key_env``.
+    """
+
+    def __init__(self, base_url: str, model: Optional[str] = None, *, api_key_env: Optional[str] = None,
+                 max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0, concurrency: int = 16,
+                 timeout: float = 300.0, max_retries: int = 3, backoff: float = 1.0):  # fmt: skip
+        import os
+
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not self.api_key:
+            raise ValueError(f"environment variable {api_key_env} (the API key) is not set")
+        self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
+        self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
+        self.failed_requests = 0
+
+    @staticmethod
+    def _image_part(img) -> dict:
+        import base64
+        import io
+
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}}
+
+    def _messages(self, req: Request) -> list[dict]:
+        images, frames = iter(req.images), list(req.video or [])
+        out = []
+        for m in req.messages:
+            content = []
+            for c in m["content"] if isinstance(m["content"], list) else [{"type": "text", "text": m["content"]}]:
+                if c["type"] == "image":
+                    content.append(self._image_part(next(images)))
+                elif c["type"] == "video":
+                    content += [self._image_part(f) for f in frames]
+                else:
+                    content.append({"type": "text", "text": c["text"]})
+            out.append({"role": m["role"], "content": content})
+        return out
+
+    async def _ask(self, messages: list[dict], n: int, temperature: float, sem) -> tuple[list[str], int]:
+        from r1reward_verl.reward.referee import chat_with_retries
+
+        payload = {"messages": messages, "n": n, "temperature": temperature, "top_p": self.top_p,
+                   "max_tokens": self.max_new_tokens}  # fmt: skip
+        if self.model:
+            payload["model"] = self.model
+
+        def extract(body):
+            texts = [c["message"]["content"] for c in body["choices"]]
+            if len(texts) != n or not all(isinstance(t, str) for t in texts):
+                raise ValueError("wrong number of choices")
+            return texts, int((body.get("usage") or {}).get("prompt_tokens") or 0)
+
+        async with sem:
+            value, _, _ = await chat_with_retries(self.url, payload, api_key=self.api_key, timeout=self.timeout,
+                                                  max_retries=self.max_retries, backoff=self.backoff, extract=extract)  # fmt: skip
+        if value is None:
+            self.failed_requests += 1
+            return [""] * n, 0
+        return value
+
+    def run(self, requests: list[Request], progress: bool = True) -> list[Result]:
+        import asyncio
+
+        from tqdm.asyncio import tqdm_asyncio
+
+        async def one(req: Request, sem) -> Result:
+            messages = self._messages(req)
+            res = Result(None, [], 0)
+            if req.greedy:
+                (text,), tokens = await self._ask(messages, 1, 0.0, sem)
+                res.greedy, res.prompt_tokens = text, res.prompt_tokens + tokens
+            if req.n:
+                res.samples, tokens = await self._ask(messages, req.n, self.temperature, sem)
+                res.prompt_tokens += tokens
+            return res
+
+        async def main():
+            sem = asyncio.Semaphore(self.concurrency)
+            return await tqdm_asyncio.gather(*[one(r, sem) for r in requests], desc="requests", disable=not progress)
+
+        return asyncio.run(main())

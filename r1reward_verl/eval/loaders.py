@@ -1,0 +1,297 @@
+"""Loaders for the three multimodal reward benchmarks, normalised to one pair record.
+
+Formats read (each from local files; ``.gz`` works for every JSON/JSONL form):
+
+- VL-RewardBench: the jsonl the R1-Reward authors distribute (``id, prompt, chosen, rejected, image``
+  with ``image`` a path relative to the media root), or the official HF parquet
+  (``MMInstruction/VL-RewardBench``: ``id, query, response`` (2 strings), ``image`` {bytes, path},
+  ``human_ranking``, rank 0 = better). Category from the id prefix, case-insensitive:
+  rlaif/rlhf/hallucination -> hallucination, mathverse/mmmu -> reasoning, else general.
+- Multimodal RewardBench (``facebookresearch/multimodal_rewardbench``, ``all_data.json`` as JSON list
+  or JSONL): ``ID, Text, Image, Output1, Output2, Better, Category``; reported categories:
+  correctness, preference, knowledge, math / coding (reasoning split by ``ID`` prefix ``math``),
+  bias / toxicity (safety split by ``ID`` prefix ``pairs``), vqa.
+- MM-RLHF-RewardBench (the authors' jsonl): ``id, prompt, chosen, rejected, image`` or ``video``
+  (a directory of frames); category = the first of mcq/long/short/safety/video in the media path;
+  ``id`` repeats within a group (Acc+). Videos: up to ``max_frames`` frames (default 32, the
+  reference scripts' number) evenly spaced over the sorted file names, given to the model as a video.
+
+Bad input (missing field, unknown category, missing media, duplicate item) stops with
+``FILE: row N: reason: detail``, or with ``skip_invalid`` is skipped and counted by reason;
+``read == len(pairs) + sum(rejected)`` always.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+BENCHMARKS = ("vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench")
+VL_CATEGORIES = ("general", "hallucination", "reasoning")
+MMRB_CATEGORIES = ("correctness", "preference", "knowledge", "math", "coding", "bias", "toxicity", "vqa")
+MMRLHF_CATEGORIES = ("mcq", "long", "short", "safety", "video")
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+class BadItem(ValueError):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class EvalPair:
+    """One benchmark pair, before it is shown to a model (``chosen`` is the human-preferred response)."""
+
+    benchmark: str
+    id: str
+    key: str  # unique within the benchmark: hash of id, question and both responses
+    category: str
+    group: str  # Acc+ group (MM-RLHF-RewardBench); the id elsewhere
+    question: str
+    chosen: str
+    rejected: str
+    images: list[Any] = field(default_factory=list)  # absolute paths or bytes
+    video: Optional[list[str]] = None  # frame paths, in order
+    source: str = ""
+    row: int = 0
+
+
+@dataclass
+class Loaded:
+    pairs: list[EvalPair]
+    read: int
+    rejected: Counter
+    file_sha256: str
+
+    def summary(self) -> dict:
+        return {"read": self.read, "loaded": len(self.pairs), "rejected_by_reason": dict(self.rejected),
+                "sha256": self.file_sha256}  # fmt: skip
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_text(path: Path):
+    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(row, record) from JSONL, a JSON list, or parquet; row is 1-based (the line for JSONL)."""
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        row = 0
+        for batch in pf.iter_batches(batch_size=256):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+        return
+    with _open_text(path) as f:
+        head = f.read(1)
+        while head and head.isspace():
+            head = f.read(1)
+        rest = f.read()
+    text = head + rest
+    if head == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield 0, BadItem("bad_json", f"{e}")
+            return
+        yield from enumerate(data, start=1)
+        return
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as e:
+            yield i, BadItem("bad_json", str(e))
+
+
+def item_key(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _req(rec: dict, *names: str) -> Any:
+    for n in names:
+        if n in rec and rec[n] is not None:
+            return rec[n]
+    raise BadItem("missing_field", f"needs {' or '.join(repr(n) for n in names)}")
+
+
+def _text(rec: dict, *names: str) -> str:
+    v = _req(rec, *names)
+    if not isinstance(v, str) or not v.strip():
+        raise BadItem("empty_field", f"{names[0]} must be a non-empty string")
+    return v
+
+
+def _media(path: str, root: Path) -> str:
+    p = Path(path)
+    p = p if p.is_absolute() else root / p
+    if not p.exists():
+        raise BadItem("missing_media", f"{p} does not exist")
+    return str(p)
+
+
+def sample_frames(directory: str | Path, max_frames: int) -> list[str]:
+    """``max_frames`` frame files evenly spaced over the sorted names of ``directory`` (all if fewer)."""
+    files = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not files:
+        raise BadItem("missing_media", f"{directory} holds no frames ({', '.join(FRAME_SUFFIXES)})")
+    if len(files) <= max_frames:
+        return [str(p) for p in files]
+    step = (len(files) - 1) / (max_frames - 1) if max_frames > 1 else 0
+    return [str(files[round(i * step)]) for i in range(max_frames)]
+
+
+def vl_category(item_id: str) -> str:
+    """VL-RewardBench's category from the id prefix (case-insensitive, as the official split)."""
+    s = item_id.lower()
+    if s.startswith(("rlaif", "rlhf", "hallucination")):
+        return "hallucination"
+    if s.startswith(("mathverse", "mmmu")):
+        return "reasoning"
+    return "general"
+
+
+def mmrb_category(item_id: str, category: str) -> str:
+    """Multimodal RewardBench's reported category (reasoning and safety split by the ID prefix)."""
+    c = category.strip().lower()
+    if c in ("open_generation/correctness_task", "correctness"):
+        return "correctness"
+    if c in ("open_generation/preference_task", "preference"):
+        return "preference"
+    if c in ("knowledge", "vqa"):
+        return c
+    if c == "reasoning":
+        return "math" if item_id.lower().startswith("math") else "coding"
+    if c == "safety":
+        return "bias" if item_id.lower().startswith("pairs") else "toxicity"
+    raise BadItem("unknown_category", f"Category {category!r}")
+
+
+def mmrlhf_category(media_path: str) -> str:
+    """MM-RLHF-RewardBench's category: the first of mcq/long/short/safety/video found in the media path."""
+    s = media_path.lower()
+    hits = [(s.find(c), c) for c in MMRLHF_CATEGORIES if c in s]
+    if not hits:
+        raise BadItem("unknown_category", f"no category in media path {media_path!r}")
+    return min(hits)[1]
+
+
+def _vl_record(rec: dict, root: Path, load_media: bool) -> EvalPair:
+    item_id = str(_req(rec, "id"))
+    if "response" in rec and "human_ranking" in rec:  # the official HF parquet
+        responses, ranking = rec["response"], rec["human_ranking"]
+        if not (isinstance(responses, (list, tuple)) and len(responses) == 2 and list(ranking) in ([0, 1], [1, 0])):
+            raise BadItem("bad_label", f"response must hold 2 strings and human_ranking be [0, 1] or [1, 0], got {ranking}")
+        chosen, rejected = (responses[0], responses[1]) if list(ranking) == [0, 1] else (responses[1], responses[0])
+        question = _text(rec, "query")
+        img = rec.get("image")
+        images = []
+        if isinstance(img, dict) and img.get("bytes"):
+            images = [img["bytes"]]
+        elif isinstance(img, dict) and img.get("path"):
+            images = [_media(img["path"], root) if load_media else img["path"]]
+    else:  # the authors' jsonl
+        question, chosen, rejected = _text(rec, "prompt", "query"), _text(rec, "chosen"), _text(rec, "rejected")
+        images = [_media(rec["image"], root) if load_media else rec["image"]] if rec.get("image") else []
+    return EvalPair("vl_rewardbench", item_id, item_key(item_id, question, chosen, rejected), vl_category(item_id),
+                    item_id, question, chosen, rejected, images)  # fmt: skip
+
+
+def _mmrb_record(rec: dict, root: Path, load_media: bool) -> EvalPair:
+    item_id = str(_req(rec, "ID", "id"))
+    question, out1, out2 = _text(rec, "Text"), _text(rec, "Output1"), _text(rec, "Output2")
+    better = str(_req(rec, "Better")).strip()
+    if better not in ("Output1", "Output2"):
+        raise BadItem("bad_label", f"Better must be Output1 or Output2, got {better!r}")
+    chosen, rejected = (out1, out2) if better == "Output1" else (out2, out1)
+    category = mmrb_category(item_id, str(_req(rec, "Category")))
+    images = [_media(rec["Image"], root) if load_media else rec["Image"]] if rec.get("Image") else []
+    return EvalPair("multimodal_rewardbench", item_id, item_key(item_id, question, chosen, rejected), category,
+                    item_id, question, chosen, rejected, images)  # fmt: skip
+
+
+def _mmrlhf_record(rec: dict, root: Path, load_media: bool, max_frames: int) -> EvalPair:
+    item_id = str(_req(rec, "id"))
+    question, chosen, rejected = _text(rec, "prompt"), _text(rec, "chosen"), _text(rec, "rejected")
+    images, video = [], None
+    if rec.get("video"):
+        media = str(rec["video"])
+        if load_media:
+            video = sample_frames(_media(media, root), max_frames)
+    elif rec.get("image"):
+        media = str(rec["image"])
+        images = [_media(media, root) if load_media else media]
+    else:
+        raise BadItem("missing_field", "needs 'image' or 'video'")
+    return EvalPair("mm_rlhf_rewardbench", item_id, item_key(item_id, question, chosen, rejected),
+                    mmrlhf_category(media), item_id, question, chosen, rejected, images, video)  # fmt: skip
+
+
+def detect_benchmark(path: str | Path) -> str:
+    """The benchmark of a file, from its first record's fields."""
+    for _, rec in iter_records(path):
+        if isinstance(rec, BadItem) or not isinstance(rec, dict):
+            break
+        if "Output1" in rec or "Better" in rec:
+            return "multimodal_rewardbench"
+        if "human_ranking" in rec:
+            return "vl_rewardbench"
+        if "video" in rec or any(c + "/" in str(rec.get("image", "")) for c in MMRLHF_CATEGORIES):
+            return "mm_rlhf_rewardbench"
+        return "vl_rewardbench"
+    raise ValueError(f"{path}: cannot tell the benchmark from the first record; name it (BENCH=FILE)")
+
+
+def load_benchmark(benchmark: str, path: str | Path, media_root: str | Path | None = None, *,
+                   skip_invalid: bool = False, load_media: bool = True, max_frames: int = 32) -> Loaded:  # fmt: skip
+    """All pairs of one benchmark file. ``media_root``: where relative image/video paths start (default:
+    the file's directory). ``load_media=False`` checks no media (for counting and scoring)."""
+    if benchmark not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; one of {BENCHMARKS}")
+    path = Path(path)
+    root = Path(media_root) if media_root else path.parent
+    parse = {
+        "vl_rewardbench": lambda r: _vl_record(r, root, load_media),
+        "multimodal_rewardbench": lambda r: _mmrb_record(r, root, load_media),
+        "mm_rlhf_rewardbench": lambda r: _mmrlhf_record(r, root, load_media, max_frames),
+    }[benchmark]
+    pairs, rejected, seen, read = [], Counter(), set(), 0
+    for row, rec in iter_records(path):
+        read += 1
+        try:
+            if isinstance(rec, BadItem):
+                raise rec
+            if not isinstance(rec, dict):
+                raise BadItem("bad_json", f"a record must be an object, got {type(rec).__name__}")
+            pair = parse(rec)
+            if pair.key in seen:
+                raise BadItem("duplicate", f"id {pair.id} with the same question and responses appears twice")
+            seen.add(pair.key)
+            pair.source, pair.row = str(path), row
+            pairs.append(pair)
+        except BadItem as e:
+            if not skip_invalid:
+                raise ValueError(f"{path}: row {row}: {e}") from None
+            rejected[e.reason] += 1
+    assert read == len(pairs) + sum(rejected.values())
+    return Loaded(pairs, read, rejected, sha256_of(path))
