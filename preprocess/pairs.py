@@ -38,6 +38,7 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from preprocess import records
 from preprocess.records import (
     BadRow,
     Pair,
@@ -121,12 +122,10 @@ def split_of(pair_id: str, seed: int, val_fraction: float) -> str:
 
 def content_key(p: Pair) -> bytes:
     """Identity of a pair for de-duplication: question, the two responses in either order, image bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    for part in (p.question, *sorted((p.response_1, p.response_2))):
-        h.update(part.encode())
-        h.update(b"\0")
+    a, b = sorted((p.response_1, p.response_2))
+    h = hashlib.blake2b(f"{p.question}\0{a}\0{b}\0".encode(), digest_size=16)
     for im in p.images:
-        h.update(hashlib.blake2b(im["bytes"], digest_size=16).digest())
+        h.update(records._FILE_IMAGES.digest(im["path"], im["bytes"]))
     return h.digest()
 
 
@@ -228,8 +227,6 @@ def rl_table(rows: list[dict]) -> pa.Table:
     """RL rows -> a table in ``RL_SCHEMA``, built column by column (several times faster than ``from_pylist``)."""
     prompt_off, roles, contents = [0], [], []
     img_off, img_bytes, img_paths = [0], [], []
-    extra_type = RL_SCHEMA.field("extra_info").type
-    extra = {f.name: [] for f in extra_type}
     for r in rows:
         for m in r["prompt"]:
             roles.append(m["role"])
@@ -239,8 +236,6 @@ def rl_table(rows: list[dict]) -> pa.Table:
             img_bytes.append(im["bytes"])
             img_paths.append(im["path"])
         img_off.append(len(img_bytes))
-        for k, col in extra.items():
-            col.append(r["extra_info"][k])
     prompt = pa.ListArray.from_arrays(
         pa.array(prompt_off, pa.int32()),
         pa.StructArray.from_arrays([pa.array(roles, pa.string()), pa.array(contents, pa.string())], names=["role", "content"]),
@@ -249,12 +244,8 @@ def rl_table(rows: list[dict]) -> pa.Table:
         pa.array(img_off, pa.int32()),
         pa.StructArray.from_arrays([pa.array(img_bytes, pa.binary()), pa.array(img_paths, pa.string())], names=["bytes", "path"]),
     )
-    reward_model = pa.StructArray.from_arrays(
-        [pa.array([r["reward_model"]["style"] for r in rows], pa.string()),
-         pa.array([r["reward_model"]["ground_truth"] for r in rows], pa.string())],
-        names=["style", "ground_truth"],
-    )  # fmt: skip
-    extra_info = pa.StructArray.from_arrays([pa.array(extra[f.name], f.type) for f in extra_type], fields=list(extra_type))
+    reward_model = pa.array([r["reward_model"] for r in rows], RL_SCHEMA.field("reward_model").type)
+    extra_info = pa.array([r["extra_info"] for r in rows], RL_SCHEMA.field("extra_info").type)
     return pa.Table.from_arrays(
         [pa.array([r["data_source"] for r in rows], pa.string()), prompt, images,
          pa.array([r["ability"] for r in rows], pa.string()), reward_model, extra_info],
@@ -315,6 +306,7 @@ def convert(
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
     writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group, rl_table) for s in ("train", "val")}
     sft_writers = {}
     if sft_out is not None:
