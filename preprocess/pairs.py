@@ -94,6 +94,7 @@ class Summary:
     swapped: int = 0
     sft_labels: dict = field(default_factory=lambda: {"train": Counter(), "val": Counter()})
     sanitized: int = 0
+    resized_images: int = 0
     sft_written: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # first file:row per rejection reason
 
@@ -109,6 +110,7 @@ class Summary:
             "swapped": self.swapped,
             "sft_labels_by_split": {k: {str(lab): n for lab, n in sorted(v.items())} for k, v in self.sft_labels.items()},
             "sanitized_placeholders": self.sanitized,
+            "resized_images": self.resized_images,
             "sft_written_by_split": dict(self.sft_written),
             "balanced": self.read == sum(self.written.values()) + sum(self.rejected.values()),
         }
@@ -300,6 +302,7 @@ def convert(
     rows_per_group: int = 512,
     progress: bool = True,
     workers: int = 1,
+    max_pixels: Optional[int] = None,
 ) -> dict:
     """Convert ``inputs`` into verl parquet under ``out`` (see the module docstring). Returns the summary."""
     if not 0.0 <= val_fraction < 1.0:
@@ -307,6 +310,7 @@ def convert(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
+    records.set_max_pixels(max_pixels)
     writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group, rl_table) for s in ("train", "val")}
     sft_writers = {}
     if sft_out is not None:
@@ -334,7 +338,7 @@ def convert(
         import multiprocessing as mp
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(workers)
+        pool = ctx.Pool(workers, initializer=records.set_max_pixels, initargs=(max_pixels,))
     try:
         for source in inputs:
             base_dir = base_dir_of(source)
@@ -373,6 +377,7 @@ def convert(
                     swap(pair)
                     summary.swapped += 1
                 summary.sanitized += pair.sanitized
+                summary.resized_images += pair.resized_images
                 writers[split].add(rl_row(pair, index, split, swapped, data_source))
                 index += 1
                 summary.written[split] += 1
@@ -413,13 +418,16 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes that read and check rows and images; pays off when images are large and "
                              "unique (e.g. inline base64); output is identical for any number")  # fmt: skip
+    parser.add_argument("--max-pixels", type=int,
+                        help="downscale images above this many pixels (width x height, aspect kept); bounds the "
+                             "image tokens of Qwen2.5-VL (28x28 pixels per token), e.g. 1003520 = 1280 tokens")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
         s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
                     skip_invalid=args.skip_invalid, difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
                     data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
-                    workers=args.workers)  # fmt: skip
+                    workers=args.workers, max_pixels=args.max_pixels)  # fmt: skip
     except InvalidInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -61,6 +61,7 @@ class Pair:
     attempts: Optional[str] = None  # "1", "2", "3" or "failed"
     reasoning: Optional[str] = None
     sanitized: bool = False  # literal <image>/<video>/<audio> in the text were defused
+    resized_images: int = 0  # images downscaled to max_pixels
     extra: dict = field(default_factory=dict)
 
 
@@ -157,7 +158,7 @@ def load_image(spec: Any, base_dir: Path) -> dict:
             full = s if s[:1] == "/" else f"{base_dir}/{s}"
             cached = _FILE_IMAGES.get(full) if len(s) < 4096 else None
             if cached is not None:
-                return {"bytes": cached, "path": full}
+                return {"bytes": cached[2], "path": full, **({"resized": True} if cached[4] else {})}
             if len(s) < 4096 and os.path.isfile(full):
                 with open(full, "rb") as f:
                     data, path = f.read(), full
@@ -173,12 +174,44 @@ def load_image(spec: Any, base_dir: Path) -> dict:
         raise BadRow("undecodable_image", f"unsupported image value of type {type(spec).__name__}")
     try:
         with Image.open(io.BytesIO(data)) as im:
+            size, fmt = im.size, im.format
             im.verify()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise BadRow("undecodable_image", f"image {path or '(inline)'} cannot be decoded: {e}") from None
+    out = {"bytes": data, "path": path}
+    if _MAX_PIXELS[0] and size[0] * size[1] > _MAX_PIXELS[0]:
+        out["bytes"], out["resized"] = limit_pixels(data, size, fmt, _MAX_PIXELS[0]), True
     if path:
-        _FILE_IMAGES.put(path, data)
-    return {"bytes": data, "path": path}
+        _FILE_IMAGES.put(path, out["bytes"], out.get("resized", False))
+    return out
+
+
+_MAX_PIXELS: list[Optional[int]] = [None]
+
+
+def set_max_pixels(max_pixels: Optional[int]) -> None:
+    """Images above ``max_pixels`` (width x height) are downscaled by ``load_image``; None keeps them.
+    Changing it empties the verified-image cache (it holds the converted bytes)."""
+    if max_pixels is not None and max_pixels < 28 * 28:
+        raise ValueError(f"max_pixels must be at least {28 * 28} (one 28x28 patch), got {max_pixels}")
+    if _MAX_PIXELS[0] != max_pixels:
+        _MAX_PIXELS[0] = max_pixels
+        _FILE_IMAGES.clear()
+
+
+def limit_pixels(data: bytes, size: tuple[int, int], fmt: Optional[str], max_pixels: int) -> bytes:
+    """Downscale to at most ``max_pixels`` keeping the aspect ratio; PNG stays PNG, others become JPEG q95."""
+    w, h = size
+    scale = (max_pixels / (w * h)) ** 0.5
+    new = (max(1, int(w * scale)), max(1, int(h * scale)))
+    with Image.open(io.BytesIO(data)) as im:
+        small = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") and fmt == "PNG" else "RGB").resize(new, Image.LANCZOS)
+    buf = io.BytesIO()
+    if fmt == "PNG":
+        small.save(buf, format="PNG")
+    else:
+        small.convert("RGB").save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
 
 
 class _ImageCache:
@@ -193,14 +226,20 @@ class _ImageCache:
         from collections import OrderedDict
 
         self.max_bytes, self.size = max_bytes, 0
-        # path -> [mtime_ns, size, bytes, digest or None]
+        # path -> [mtime_ns, size, bytes, digest or None, resized]
         self.items: "OrderedDict[str, list]" = OrderedDict()
         self.fresh: set[str] = set()  # checked against the file system in this run
 
     def new_run(self) -> None:
         self.fresh.clear()
 
-    def get(self, path: str) -> Optional[bytes]:
+    def clear(self) -> None:
+        self.items.clear()
+        self.fresh.clear()
+        self.size = 0
+
+    def get(self, path: str) -> Optional[list]:
+        """The entry ``[mtime_ns, size, bytes, digest, resized]`` of a still-valid cached file, or None."""
         hit = self.items.get(path)
         if hit is None:
             return None
@@ -213,7 +252,7 @@ class _ImageCache:
                 return None
             self.fresh.add(path)
         self.items.move_to_end(path)
-        return hit[2]
+        return hit
 
     def digest(self, path: str, data: bytes) -> bytes:
         """blake2b-128 of an image's bytes, computed once per cached file."""
@@ -224,7 +263,7 @@ class _ImageCache:
             return hit[3]
         return hashlib.blake2b(data, digest_size=16).digest()
 
-    def put(self, path: str, data: bytes) -> None:
+    def put(self, path: str, data: bytes, resized: bool = False) -> None:
         try:
             st = os.stat(path)
         except OSError:
@@ -234,7 +273,7 @@ class _ImageCache:
         old = self.items.pop(path, None)
         if old is not None:
             self.size -= len(old[2])
-        self.items[path] = [st.st_mtime_ns, st.st_size, data, None]
+        self.items[path] = [st.st_mtime_ns, st.st_size, data, None, resized]
         self.fresh.add(path)
         self.size += len(data)
         while self.size > self.max_bytes:
@@ -284,10 +323,11 @@ def normalize_pair(rec: Any, base_dir: Path) -> Pair:
     images = rec["images"]
     if not isinstance(images, (list, tuple)):
         raise BadRow("missing_field", f"images must be a list, got {type(images).__name__}")
+    loaded = [load_image(x, base_dir) for x in images]
     pair = Pair(
         id=str(rid),
         question=question,
-        images=[load_image(x, base_dir) for x in images],
+        images=loaded,
         response_1=r1,
         response_2=r2,
         preferred=_label(rec["preferred"]),
@@ -295,6 +335,7 @@ def normalize_pair(rec: Any, base_dir: Path) -> Pair:
         attempts=_attempts(rec.get("attempts")),
         reasoning=rec.get("reasoning") or None,
         sanitized=q_changed or c1 or c2,
+        resized_images=sum(bool(im.pop("resized", False)) for im in loaded),
     )
     if pair.reasoning is not None and not isinstance(pair.reasoning, str):
         raise BadRow("missing_field", "reasoning must be a string")

@@ -191,6 +191,31 @@ def test_placeholders_in_text_are_defused(tmp_path):
     assert s["sanitized_placeholders"] == 1 and row["extra_info"]["sanitized"] is True
 
 
+def test_max_pixels_downscales_large_images_and_counts_them(tmp_path, tiny_model_dir):
+    from verl.utils import hf_processor, hf_tokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    (tmp_path / "big.png").write_bytes(png(size=(400, 200)))
+    recs = [pair(0, images=["big.png"]), pair(1, images=["big.png"]),  # the same file twice (cache hit)
+            pair(2, images=[base64.b64encode(png(size=(56, 28))).decode()])]  # small: kept as is  # fmt: skip
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    s = convert([str(src)], tmp_path / "out", val_fraction=0.0, progress=False, max_pixels=20000)
+    assert s["resized_images"] == 2
+    sizes = {r["extra_info"]["id"]: Image.open(io.BytesIO(r["images"][0]["bytes"])).size
+             for r in read(tmp_path / "out" / "train.parquet")}  # fmt: skip
+    assert sizes == {"p0": (200, 100), "p1": (200, 100), "p2": (56, 28)}  # aspect kept, <= 20000 pixels
+    # verl's dataset hands the model the smaller image (qwen_vl_utils rounds to multiples of 28)
+    s2 = convert([str(src)], tmp_path / "full", val_fraction=0.0, progress=False)
+    assert s2["resized_images"] == 0
+    cfg = OmegaConf.create({"max_prompt_length": 4096, "cache_dir": str(tmp_path / "cache")})
+    tok, proc = hf_tokenizer(tiny_model_dir), hf_processor(tiny_model_dir)
+    grid = [RLHFDataset(str(tmp_path / d / "train.parquet"), tok, cfg, proc)[0] for d in ("out", "full")]
+    seen = [it["raw_prompt"][0]["content"][0]["image"].size for it in grid]
+    assert seen[0][0] * seen[0][1] <= 20000 < seen[1][0] * seen[1][1], seen
+    with pytest.raises(ValueError, match="max_pixels"):
+        convert([str(src)], tmp_path / "bad", val_fraction=0.0, progress=False, max_pixels=10)
+
+
 def test_rl_parquet_through_verl_rlhfdataset(tmp_path, tiny_model_dir):
     from verl.utils import hf_processor, hf_tokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
