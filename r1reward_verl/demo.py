@@ -236,7 +236,30 @@ def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4
             flush=True,
         )
     print(f"all metrics: {workdir / 'metrics.jsonl'}")
+    # the trained policy, in HF format (what the evaluation reads)
+    model.save_pretrained(workdir / "trained")
+    processor.save_pretrained(workdir / "trained")
     return history
+
+
+def run_eval(workdir: str | Path, k: int = 3) -> dict:
+    """Evaluate the trained tiny model on stand-in files of the three benchmarks (their published formats,
+    drawn images and video frames): greedy, voting@k / any@k and both response orders."""
+    from r1reward_verl.eval.backends import TransformersBackend
+    from r1reward_verl.eval.fixtures import write_fixture_files
+    from r1reward_verl.eval.runner import evaluate
+
+    workdir = Path(workdir)
+    files = write_fixture_files(workdir / "eval_fixtures")
+    backend = TransformersBackend(str(workdir / "trained"), max_new_tokens=32)
+    doc = evaluate({"vl_rewardbench": str(files["vl_rewardbench_jsonl"]),
+                    "multimodal_rewardbench": str(files["multimodal_rewardbench"]),
+                    "mm_rlhf_rewardbench": str(files["mm_rlhf_rewardbench"])},
+                   backend, workdir / "eval", k=k, swap=True, max_frames=4, model_name="demo (tiny)", progress=False)  # fmt: skip
+    print((workdir / "eval" / "table.md").read_text())
+    print(f"evaluation outputs: {workdir / 'eval'} (items.jsonl, metrics.json, table.md, accuracy_vs_k*.png); "
+          "a random tiny model mostly writes unparsable text, which counts as wrong")  # fmt: skip
+    return doc
 
 
 def main(argv=None):
@@ -246,11 +269,15 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=4, help="responses per prompt (rollout.n)")
     parser.add_argument("--data", default=str(SAMPLE_PAIRS), help="pairs (generic pair format); default: the bundled sample")
     parser.add_argument("--lr", type=float, default=0.05, help="large on purpose: moves the tiny policy enough to pre-clip")
+    parser.add_argument("--eval-k", type=int, default=3, help="then evaluate with voting@k on stand-in benchmark "
+                        "files (greedy + k samples, both orders); 0: no evaluation")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for hydra_configs/r1reward.yaml")
     args = parser.parse_args(argv)
     history = run_demo(args.workdir, steps=args.steps, samples=args.samples, lr=args.lr, overrides=tuple(args.overrides),
                        data=args.data)
     print(f"done: {len(history)} steps")
+    if args.eval_k:
+        run_eval(args.workdir, args.eval_k)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,14 @@ def test_demo_cli_with_override(tmp_path):
     assert "data: read 36 pairs" in out.stdout  # the bundled sample, through preprocess.pairs
     assert (tmp_path / "data" / "train.parquet").exists() and (tmp_path / "data" / "summary.json").exists()
     assert (tmp_path / "tiny-qwen25vl" / "model.safetensors").exists()
+    # then the trained policy is evaluated on stand-ins of the three benchmarks
+    assert (tmp_path / "trained" / "model.safetensors").exists()
+    import json
+
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics) == {"vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench", "_run"}
+    assert set(metrics["vl_rewardbench"]["voting"]) == {"1", "2", "3"} and (tmp_path / "eval" / "accuracy_vs_k.png").exists()
+    assert "### MM-RLHF-RewardBench" in out.stdout
 
 
 def test_demo_with_a_live_referee(tmp_path, tiny_model_dir):
