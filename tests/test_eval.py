@@ -281,3 +281,45 @@ def test_eval_example_script_runs_on_a_benchmark_folder(tiny_model_dir, tmp_path
     # the jsonl form of VL-RewardBench is taken, not also the parquet
     assert metrics["_run"]["inputs"]["vl_rewardbench"]["file"].endswith("vl_rewardbench.jsonl")
     assert metrics["vl_rewardbench"]["n"] == 4 and "position_swap" in metrics["vl_rewardbench"]
+
+
+def test_a_crashed_evaluation_resumes_after_its_last_finished_chunk(tmp_path):
+    """Chunks of 50 pairs are saved as they finish; after a crash in the third chunk a rerun asks the
+    server only for the remaining pairs and ends with the same items as an uninterrupted run."""
+    import urllib.request
+
+    from r1reward_verl.eval.backends import OpenAIBackend
+    from r1reward_verl.eval.fixtures import make_media
+    from r1reward_verl.eval.runner import evaluate
+
+    make_media(MMRLHF, tmp_path, frames=2)
+    kw = dict(k=3, swap=True, media_roots={"mm_rlhf_rewardbench": str(tmp_path)}, max_frames=2, progress=False,
+              chunk_pairs=50)  # fmt: skip
+    bench = {"mm_rlhf_rewardbench": str(MMRLHF)}
+
+    class CrashOnThirdChunk(OpenAIBackend):
+        calls = 0
+
+        def run(self, requests, progress=True):
+            self.calls += 1
+            if self.calls == 3:
+                raise KeyboardInterrupt("simulated crash")
+            return super().run(requests, progress)
+
+    def requests_made(addr):
+        with urllib.request.urlopen(f"http://{addr}/stats") as r:
+            return json.loads(r.read())["requests"]
+
+    with running_server("scripted", "--behaviour", "first") as addr:
+        url = f"http://{addr}/v1"
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(bench, CrashOnThirdChunk(url, "judge"), tmp_path / "run", **kw)
+        assert len((tmp_path / "run" / "items.partial.jsonl").read_text().splitlines()) == 100
+        before = requests_made(addr)
+        evaluate(bench, OpenAIBackend(url, "judge"), tmp_path / "run", **kw)
+        assert requests_made(addr) - before == 70 * 4  # greedy + samples, both orders, for 70 pairs only
+        with pytest.raises(ValueError, match="different run"):
+            evaluate(bench, OpenAIBackend(url, "judge"), tmp_path / "run", **{**kw, "k": 5})
+        evaluate(bench, OpenAIBackend(url, "judge"), tmp_path / "fresh", **kw)
+    resumed = (tmp_path / "run" / "items.jsonl").read_text()
+    assert resumed == (tmp_path / "fresh" / "items.jsonl").read_text() and len(resumed.splitlines()) == 170

@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--tensor-parallel-size", type=int, default=1)
     run.add_argument("--no-share-prefix", action="store_true", help="transformers: n separate requests (for comparison)")
+    run.add_argument("--chunk-pairs", type=int, default=256, help="pairs per backend call; each finished chunk is saved")
+    run.add_argument("--no-resume", action="store_true", help="start over even if --out holds finished chunks of this run")
     run.add_argument("--no-progress", action="store_true")
 
     sc = sub.add_parser("score", help="recompute metrics.json, table.md, plots from a per-item JSONL")
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = evaluate(_pairs(args.bench, "bench"), backend, args.out, k=args.k, ks=_ks(args.ks), greedy=not args.no_greedy,
                    swap=args.swap, seed=args.seed, media_roots=_pairs(args.media_root, "media-root"), limit=args.limit,
                    skip_invalid=args.skip_invalid, max_frames=args.max_frames, model_name=args.model,
-                   progress=not args.no_progress)  # fmt: skip
+                   progress=not args.no_progress, chunk_pairs=args.chunk_pairs, resume=not args.no_resume)  # fmt: skip
     print((open(f"{args.out}/table.md").read()))
     failed = getattr(backend, "failed_requests", 0)
     print(f"outputs in {args.out}: items.jsonl metrics.json table.md accuracy_vs_k*.png; "

@@ -1,6 +1,7 @@
 """Run a generative reward model over benchmark pairs and write every output of an evaluation.
 
 Output directory:
+  items.partial.jsonl, run.json   finished chunks and the run's settings (for resuming)
   items.jsonl     one record per pair: benchmark, id, key, category, group, label, preds (1/2/null,
                   greedy first when ``greedy``), outputs (raw), swapped {label, preds, outputs}
   metrics.json    ``compute_metrics`` of the records (+ ``_run``: inputs with sha256, counts, tokens)
@@ -46,12 +47,29 @@ def _preds(result) -> tuple[list, list[str]]:
     return [parse_output(o).pred for o in outputs], outputs
 
 
+def _record(p: EvalPair, first_is_chosen: bool, greedy: bool, result, swapped_result=None) -> dict:
+    preds, outputs = _preds(result)
+    rec = {"benchmark": p.benchmark, "id": p.id, "key": p.key, "category": p.category, "group": p.group,
+           "label": 1 if first_is_chosen else 2, "greedy": greedy, "preds": preds, "outputs": outputs,
+           "video_frames": len(p.video) if p.video else 0}  # fmt: skip
+    if swapped_result is not None:
+        s_preds, s_outputs = _preds(swapped_result)
+        rec["swapped"] = {"label": 2 if first_is_chosen else 1, "preds": s_preds, "outputs": s_outputs}
+    return rec
+
+
 def evaluate(benchmarks: dict[str, str], backend: Backend, out_dir: str | Path, *, k: int = 0, ks: Optional[list[int]] = None,
              greedy: bool = True, swap: bool = True, seed: int = 0, media_roots: Optional[dict[str, str]] = None,
              limit: Optional[int] = None, skip_invalid: bool = False, max_frames: int = 32, model_name: str = "model",
-             progress: bool = True) -> dict:  # fmt: skip
+             progress: bool = True, chunk_pairs: int = 256, resume: bool = True) -> dict:  # fmt: skip
     """Evaluate ``backend`` on ``{benchmark: file}``; ``k`` samples per prompt (one request with n = k),
-    greedy too unless ``greedy=False``; ``swap`` also asks every pair in the other order."""
+    greedy too unless ``greedy=False``; ``swap`` also asks every pair in the other order.
+
+    Pairs go to the backend ``chunk_pairs`` at a time (images are decoded per chunk, so memory does
+    not grow with the benchmark); each finished chunk is appended to ``items.partial.jsonl``, and a
+    rerun with the same settings into the same ``out_dir`` continues after the last finished chunk
+    (``resume=False`` starts over). A different run in that directory is refused, never mixed in.
+    """
     if not greedy and not k:
         raise ValueError("nothing to do: greedy=False and k=0")
     out_dir = Path(out_dir)
@@ -64,28 +82,42 @@ def evaluate(benchmarks: dict[str, str], backend: Backend, out_dir: str | Path, 
         inputs[bench] = {"file": str(path), **loaded.summary(), "evaluated": len(chosen),
                          "video_pairs": sum(p.video is not None for p in chosen)}  # fmt: skip
         pairs += chosen
-    orders = [chosen_first(p, seed) for p in pairs]
-    requests = [build_request(p, o, greedy=greedy, n=k) for p, o in zip(pairs, orders)]
-    if swap:
-        requests += [build_request(p, not o, greedy=greedy, n=k) for p, o in zip(pairs, orders)]
-    t0 = time.perf_counter()
-    results = backend.run(requests, progress=progress)
-    elapsed = time.perf_counter() - t0
-    records = []
-    for i, (p, o) in enumerate(zip(pairs, orders)):
-        preds, outputs = _preds(results[i])
-        rec = {"benchmark": p.benchmark, "id": p.id, "key": p.key, "category": p.category, "group": p.group,
-               "label": 1 if o else 2, "greedy": greedy, "preds": preds, "outputs": outputs,
-               "video_frames": len(p.video) if p.video else 0}  # fmt: skip
-        if swap:
-            s_preds, s_outputs = _preds(results[len(pairs) + i])
-            rec["swapped"] = {"label": 2 if o else 1, "preds": s_preds, "outputs": s_outputs}
-        records.append(rec)
+    signature = {"model": model_name, "k": k, "greedy": greedy, "swap": swap, "seed": seed, "max_frames": max_frames,
+                 "inputs": {b: (v["sha256"], v["evaluated"]) for b, v in inputs.items()}}  # fmt: skip
+    partial, sig_file = out_dir / "items.partial.jsonl", out_dir / "run.json"
+    done: dict[tuple[str, str], dict] = {}
+    if resume and partial.exists():
+        if not sig_file.exists() or json.loads(sig_file.read_text()) != json.loads(json.dumps(signature)):
+            raise ValueError(f"{out_dir} holds results of a different run (see {sig_file}); use another --out "
+                             "or start over with resume=False (--no-resume)")  # fmt: skip
+        done = {(r["benchmark"], r["key"]): r for r in read_items(partial)}
+    else:
+        partial.unlink(missing_ok=True)
+        sig_file.write_text(json.dumps(signature, indent=1) + "\n")
+    todo = [p for p in pairs if (p.benchmark, p.key) not in done]
+    t0, tokens, n_requests = time.perf_counter(), 0, 0
+    with open(partial, "a", encoding="utf-8") as sink:
+        for start in range(0, len(todo), chunk_pairs):
+            chunk = todo[start : start + chunk_pairs]
+            orders = [chosen_first(p, seed) for p in chunk]
+            requests = [build_request(p, o, greedy=greedy, n=k) for p, o in zip(chunk, orders)]
+            if swap:
+                requests += [build_request(p, not o, greedy=greedy, n=k) for p, o in zip(chunk, orders)]
+            results = backend.run(requests, progress=progress)
+            n_requests += len(requests)
+            tokens += sum(r.prompt_tokens for r in results)
+            for i, (p, o) in enumerate(zip(chunk, orders)):
+                rec = _record(p, o, greedy, results[i], results[len(chunk) + i] if swap else None)
+                done[(p.benchmark, p.key)] = rec
+                sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            sink.flush()
+            if progress:
+                print(f"evaluated {start + len(chunk)}/{len(todo)} pairs", flush=True)
+    records = [done[(p.benchmark, p.key)] for p in pairs]  # input order, whatever the chunks did
     write_items(records, out_dir / "items.jsonl")
-    run_info = {"model": model_name, "k": k, "greedy": greedy, "swap": swap, "seed": seed, "inputs": inputs,
-                "requests": len(requests), "prompt_tokens_processed": sum(r.prompt_tokens for r in results),
-                "failed_requests": getattr(backend, "failed_requests", 0),
-                "seconds": round(elapsed, 2)}  # fmt: skip
+    run_info = {**signature, "inputs": inputs, "resumed_pairs": len(pairs) - len(todo), "requests": n_requests,
+                "prompt_tokens_processed": tokens, "failed_requests": getattr(backend, "failed_requests", 0),
+                "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
     return score(records, out_dir, ks=ks, run_info=run_info, model_name=model_name)
 
 
