@@ -323,3 +323,36 @@ def test_a_crashed_evaluation_resumes_after_its_last_finished_chunk(tmp_path):
         evaluate(bench, OpenAIBackend(url, "judge"), tmp_path / "fresh", **kw)
     resumed = (tmp_path / "run" / "items.jsonl").read_text()
     assert resumed == (tmp_path / "fresh" / "items.jsonl").read_text() and len(resumed.splitlines()) == 170
+
+
+def test_eval_prompt_is_the_training_prompt_verl_builds(tmp_path, tiny_model_dir):
+    """A pair evaluated and the same pair trained on (preprocess -> verl's RLHFDataset) give the model
+    the same chat messages."""
+    from omegaconf import OmegaConf
+    from verl.utils import hf_processor, hf_tokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from preprocess.pairs import convert
+    from r1reward_verl.eval.fixtures import _png
+    from r1reward_verl.eval.loaders import EvalPair
+    from r1reward_verl.eval.runner import build_request
+
+    (tmp_path / "a.png").write_bytes(_png("a"))
+    rec = {"id": "p", "question": "Which is right?", "images": ["a.png"], "response_1": "It is a cat.",
+           "response_2": "It is a dog.", "preferred": 1}  # fmt: skip
+    (tmp_path / "in.jsonl").write_text(json.dumps(rec) + "\n")
+    convert([str(tmp_path / "in.jsonl")], tmp_path / "out", val_fraction=0.0, progress=False)
+    item = RLHFDataset(str(tmp_path / "out" / "train.parquet"), hf_tokenizer(tiny_model_dir),
+                       OmegaConf.create({"max_prompt_length": 4096, "cache_dir": str(tmp_path / "c")}),
+                       hf_processor(tiny_model_dir))[0]  # fmt: skip
+    swapped = item["extra_info"]["swapped"]
+    pair = EvalPair("vl_rewardbench", "p", "k", "general", "p", rec["question"], rec["response_1"], rec["response_2"],
+                    [str(tmp_path / "a.png")])  # fmt: skip
+    req = build_request(pair, first_is_chosen=not swapped, greedy=True, n=0)
+    # the dataset's image items also carry the image itself (bytes, PIL); the backend passes images apart
+    train = [{"role": m["role"], "content": [{k: v for k, v in c.items() if k in ("type", "text")} for c in m["content"]]}
+             for m in item["raw_prompt"]]  # fmt: skip
+    assert req.messages == train
+    proc = hf_processor(tiny_model_dir)
+    assert proc.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False) == \
+        proc.apply_chat_template(item["raw_prompt"], add_generation_prompt=True, tokenize=False)

@@ -21,7 +21,7 @@ from r1reward_verl.eval.backends import Backend, Request
 from r1reward_verl.eval.loaders import EvalPair, load_benchmark
 from r1reward_verl.eval.metrics import compute_metrics
 from r1reward_verl.eval.report import markdown_table, plot_accuracy_vs_k
-from r1reward_verl.prompt import TABLE1_PROMPT
+from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
 
 
@@ -38,7 +38,9 @@ def build_request(pair: EvalPair, first_is_chosen: bool, *, greedy: bool, n: int
     images = [Image.open(x if isinstance(x, str) else __import__("io").BytesIO(x)).convert("RGB") for x in pair.images]
     video = [Image.open(f).convert("RGB") for f in pair.video] if pair.video else None
     content = [{"type": "image"} for _ in images] + ([{"type": "video"}] if video else [])
-    content.append({"type": "text", "text": TABLE1_PROMPT.format(question=pair.question, answer1=r1, answer2=r2)})
+    # the same function writes the training data (there with <image> placeholders that verl's RLHFDataset
+    # turns into image items before this text, as here)
+    content.append({"type": "text", "text": build_table1_prompt(pair.question, r1, r2, num_images=0)})
     return Request([{"role": "user", "content": content}], images, video, greedy=greedy, n=n)
 
 
