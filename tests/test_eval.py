@@ -356,3 +356,12 @@ def test_eval_prompt_is_the_training_prompt_verl_builds(tmp_path, tiny_model_dir
     proc = hf_processor(tiny_model_dir)
     assert proc.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False) == \
         proc.apply_chat_template(item["raw_prompt"], add_generation_prompt=True, tokenize=False)
+
+
+def test_inspect_cli_reports_what_the_loaders_read():
+    res = subprocess.run([sys.executable, "-m", "r1reward_verl.eval", "inspect", "--bench", str(MMRLHF)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    assert info["benchmark"] == "mm_rlhf_rewardbench" and info["read"] == info["loaded"] == 170
+    assert info["groups"] == 46 and info["groups_by_category"]["safety"] == 6
