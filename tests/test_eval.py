@@ -343,7 +343,7 @@ def test_eval_prompt_is_the_training_prompt_verl_builds(tmp_path, tiny_model_dir
     (tmp_path / "in.jsonl").write_text(json.dumps(rec) + "\n")
     convert([str(tmp_path / "in.jsonl")], tmp_path / "out", val_fraction=0.0, progress=False)
     item = RLHFDataset(str(tmp_path / "out" / "train.parquet"), hf_tokenizer(tiny_model_dir),
-                       OmegaConf.create({"max_prompt_length": 4096, "cache_dir": str(tmp_path / "c")}),
+                       OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts_workers": None, "cache_dir": str(tmp_path / "c")}),
                        hf_processor(tiny_model_dir))[0]  # fmt: skip
     swapped = item["extra_info"]["swapped"]
     pair = EvalPair("vl_rewardbench", "p", "k", "general", "p", rec["question"], rec["response_1"], rec["response_2"],

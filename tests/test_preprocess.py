@@ -207,7 +207,7 @@ def test_max_pixels_downscales_large_images_and_counts_them(tmp_path, tiny_model
     # verl's dataset hands the model the smaller image (qwen_vl_utils rounds to multiples of 28)
     s2 = convert([str(src)], tmp_path / "full", val_fraction=0.0, progress=False)
     assert s2["resized_images"] == 0
-    cfg = OmegaConf.create({"max_prompt_length": 4096, "cache_dir": str(tmp_path / "cache")})
+    cfg = OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts_workers": None, "cache_dir": str(tmp_path / "cache")})
     tok, proc = hf_tokenizer(tiny_model_dir), hf_processor(tiny_model_dir)
     grid = [RLHFDataset(str(tmp_path / d / "train.parquet"), tok, cfg, proc)[0] for d in ("out", "full")]
     seen = [it["raw_prompt"][0]["content"][0]["image"].size for it in grid]
@@ -223,7 +223,7 @@ def test_rl_parquet_through_verl_rlhfdataset(tmp_path, tiny_model_dir):
     sample = make_sample(tmp_path / "sample", rows=12)
     convert([str(sample)], tmp_path / "out", val_fraction=0.0, progress=False)
     ds = RLHFDataset(str(tmp_path / "out" / "train.parquet"), hf_tokenizer(tiny_model_dir),
-                     OmegaConf.create({"max_prompt_length": 4096, "cache_dir": str(tmp_path / "cache")}),
+                     OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts_workers": None, "cache_dir": str(tmp_path / "cache")}),
                      hf_processor(tiny_model_dir))  # fmt: skip
     assert len(ds) == 12
     item = ds[0]
