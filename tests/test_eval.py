@@ -117,6 +117,9 @@ def test_vl_rewardbench_overall_is_micro_and_macro_is_the_mean_of_categories():
     assert m["overall_acc"] == pytest.approx(100 * 9 / 14, abs=1e-3)  # micro
     assert m["macro_acc"] == pytest.approx((80 + 50 + 0) / 3, abs=1e-3)
     assert m["unparsable"] == 1 and m["mode"] == "greedy" and m["n"] == 14
+    official = m["official_excluding_unparsable"]  # the official scorer drops the unparsable item
+    assert official["n"] == 13 and official["reasoning"] == 100.0
+    assert official["overall_acc"] == pytest.approx(100 * 9 / 13, abs=1e-3)
 
 
 def test_mm_rlhf_acc_plus_counts_a_group_only_if_all_its_pairs_are_right():

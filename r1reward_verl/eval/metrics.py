@@ -7,7 +7,8 @@ shown in the other order. Unparsable outputs (None) count as wrong and are repor
 percent.
 
 - VL-RewardBench: ``overall_acc`` = accuracy over all items (micro); ``macro_acc`` = mean of the
-  general / hallucination / reasoning accuracies (the authors recommend macro).
+  general / hallucination / reasoning accuracies (the authors recommend macro). The official scorer
+  drops unparsable outputs from the denominator: ``official_excluding_unparsable`` reports that too.
 - Multimodal RewardBench: accuracy per reported category; ``overall`` = accuracy over all items.
 - MM-RLHF-RewardBench: ``acc`` = correct pairs / pairs; ``acc_plus`` = groups whose pairs are all
   correct / groups; per category both (a category's Acc+ divides by its own groups).
@@ -162,6 +163,13 @@ def benchmark_metrics(bench: str, records: list[dict], ks: Optional[list[int]] =
         out["any"] = {str(k): fn(records, any_right(k)) for k in ks}
         total = sum(len(sample_preds(r)) for r in records)
         out["samples_unparsable_pct"] = pct(sum(p is None for r in records for p in sample_preds(r)), total)
+    if bench == "vl_rewardbench":
+        # the official scorer (cal.py) leaves unparsable outputs out of the denominator; ours counts them
+        # wrong (above). This is the official variant, for comparison with published numbers.
+        parsed = [r for r in records if primary_pred(r) is not None]
+        if parsed:
+            right = greedy_right if has_greedy else vote_right(1)
+            out["official_excluding_unparsable"] = {**fn(parsed, right), "n": len(parsed)}
     swap = position_swap_metrics(bench, records)
     if swap:
         out["position_swap"] = swap
