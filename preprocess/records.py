@@ -73,13 +73,30 @@ class RawRow:
 
 
 def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train") -> Iterator[RawRow]:
-    """Stream raw rows from a local ``.jsonl``/``.json`` (one object a line) or ``.parquet`` file, or a hub name."""
+    """Stream raw rows from a local ``.jsonl``/``.json`` file (one object a line, or one JSON list of
+    objects; either may be gzip-compressed, ``.gz``) or ``.parquet`` file, or a hub name."""
     path = Path(source)
-    if path.suffix in (".jsonl", ".json") and path.exists():
+    plain = path.with_suffix("") if path.suffix == ".gz" else path
+    if plain.suffix in (".jsonl", ".json") and path.exists():
+        import gzip
+
         import orjson  # strict RFC 8259 JSON (and UTF-8), several times faster than json
 
         name = str(path)
-        with open(path, "rb") as f:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            first = f.read(1)
+            while first.isspace():
+                first = f.read(1)
+            if first == b"[":  # a JSON list (e.g. Multimodal RewardBench's all_data.json): rows are its items
+                try:
+                    items = orjson.loads(first + f.read())
+                except orjson.JSONDecodeError as e:
+                    yield RawRow(name, 1, BadRow("bad_json", f"invalid JSON list: {e}"))
+                    return
+                for i, rec in enumerate(items, 1):
+                    yield RawRow(name, i, rec)
+                return
+            f.seek(0)
             for i, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -96,9 +113,10 @@ def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train")
                 n += 1
                 yield RawRow(str(path), n, rec)
     elif path.exists():
-        raise ValueError(f"{source}: unsupported input (use .jsonl, .json lines, .parquet or a hub dataset name)")
+        raise ValueError(f"{source}: unsupported input (use .jsonl, .json (lines or a list), optionally .gz, "
+                         ".parquet or a hub dataset name)")
     else:
-        if "/" not in source or source.startswith((".", "/")):
+        if "/" not in source or source.startswith((".", "/")) or plain.suffix in (".jsonl", ".json", ".parquet"):
             raise FileNotFoundError(f"{source}: no such file")
         from datasets import load_dataset  # a hub name: streamed, never fully downloaded first
 

@@ -283,3 +283,18 @@ def test_worker_processes_give_identical_output_and_errors(tmp_path):
         assert read(tmp_path / "one" / f"{split}.parquet") == read(tmp_path / "two" / f"{split}.parquet")
     with pytest.raises(InvalidInput, match="row 651: bad_label"):
         convert([src], tmp_path / "three", progress=False, workers=2)
+
+
+def test_json_list_and_gzip_inputs_and_a_missing_file(tmp_path):
+    import gzip
+
+    recs = [pair(i, images=[base64.b64encode(png()).decode()]) for i in range(4)]
+    (tmp_path / "list.json").write_text(json.dumps(recs))
+    with gzip.open(tmp_path / "lines.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in recs))
+    for name in ("list.json", "lines.jsonl.gz"):
+        s = convert([str(tmp_path / name)], tmp_path / name.replace(".", "_"), val_fraction=0.0, progress=False)
+        assert s["read"] == s["written"] == 4, name
+    # a relative path with a data-file suffix is a missing file, never taken for a hub dataset name
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        convert(["data/missing.jsonl"], tmp_path / "x", val_fraction=0.0, progress=False)

@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from r1reward_verl.eval.loaders import iter_records
+from preprocess.records import iter_raw_rows
 
 
 def _png(seed: str, size: int = 28) -> bytes:
@@ -30,7 +30,8 @@ def make_media(path: str | Path, root: str | Path, frames: int = 4, limit: int |
     """Draw every image / video-frame directory that the first ``limit`` records of ``path`` name, under ``root``."""
     root = Path(root)
     made = 0
-    for n, (_, rec) in enumerate(iter_records(path)):
+    for n, raw in enumerate(iter_raw_rows(str(path))):
+        rec = raw.data
         if limit is not None and n >= limit:
             break
         if not isinstance(rec, dict):

@@ -1,6 +1,7 @@
 """Loaders for the three multimodal reward benchmarks, normalised to one pair record.
 
-Formats read (each from local files; ``.gz`` works for every JSON/JSONL form):
+Formats read (each from local files, through ``preprocess.records.iter_raw_rows``; ``.gz`` works for
+every JSON/JSONL form):
 
 - VL-RewardBench: the jsonl the R1-Reward authors distribute (``id, prompt, chosen, rejected, image``
   with ``image`` a path relative to the media root), or the official HF parquet
@@ -23,26 +24,19 @@ Bad input (missing field, unknown category, missing media, duplicate item) stops
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
+
+from preprocess.records import BadRow, iter_raw_rows
 
 BENCHMARKS = ("vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench")
 VL_CATEGORIES = ("general", "hallucination", "reasoning")
 MMRB_CATEGORIES = ("correctness", "preference", "knowledge", "math", "coding", "bias", "toxicity", "vqa")
 MMRLHF_CATEGORIES = ("mcq", "long", "short", "safety", "video")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-class BadItem(ValueError):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -83,47 +77,6 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _open_text(path: Path):
-    return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
-def iter_records(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(row, record) from JSONL, a JSON list, or parquet; row is 1-based (the line for JSONL)."""
-    path = Path(path)
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(path)
-        row = 0
-        for batch in pf.iter_batches(batch_size=256):
-            for rec in batch.to_pylist():
-                row += 1
-                yield row, rec
-        return
-    with _open_text(path) as f:
-        head = f.read(1)
-        while head and head.isspace():
-            head = f.read(1)
-        rest = f.read()
-    text = head + rest
-    if head == "[":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield 0, BadItem("bad_json", f"{e}")
-            return
-        yield from enumerate(data, start=1)
-        return
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as e:
-            yield i, BadItem("bad_json", str(e))
-
-
 def item_key(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
@@ -132,13 +85,13 @@ def _req(rec: dict, *names: str) -> Any:
     for n in names:
         if n in rec and rec[n] is not None:
             return rec[n]
-    raise BadItem("missing_field", f"needs {' or '.join(repr(n) for n in names)}")
+    raise BadRow("missing_field", f"needs {' or '.join(repr(n) for n in names)}")
 
 
 def _text(rec: dict, *names: str) -> str:
     v = _req(rec, *names)
     if not isinstance(v, str) or not v.strip():
-        raise BadItem("empty_field", f"{names[0]} must be a non-empty string")
+        raise BadRow("empty_field", f"{names[0]} must be a non-empty string")
     return v
 
 
@@ -146,7 +99,7 @@ def _media(path: str, root: Path) -> str:
     p = Path(path)
     p = p if p.is_absolute() else root / p
     if not p.exists():
-        raise BadItem("missing_media", f"{p} does not exist")
+        raise BadRow("missing_media", f"{p} does not exist")
     return str(p)
 
 
@@ -154,7 +107,7 @@ def sample_frames(directory: str | Path, max_frames: int) -> list[str]:
     """``max_frames`` frame files evenly spaced over the sorted names of ``directory`` (all if fewer)."""
     files = sorted(p for p in Path(directory).iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
     if not files:
-        raise BadItem("missing_media", f"{directory} holds no frames ({', '.join(FRAME_SUFFIXES)})")
+        raise BadRow("missing_media", f"{directory} holds no frames ({', '.join(FRAME_SUFFIXES)})")
     if len(files) <= max_frames:
         return [str(p) for p in files]
     step = (len(files) - 1) / (max_frames - 1) if max_frames > 1 else 0
@@ -184,7 +137,7 @@ def mmrb_category(item_id: str, category: str) -> str:
         return "math" if item_id.lower().startswith("math") else "coding"
     if c == "safety":
         return "bias" if item_id.lower().startswith("pairs") else "toxicity"
-    raise BadItem("unknown_category", f"Category {category!r}")
+    raise BadRow("unknown_category", f"Category {category!r}")
 
 
 def mmrlhf_category(media_path: str) -> str:
@@ -192,7 +145,7 @@ def mmrlhf_category(media_path: str) -> str:
     s = media_path.lower()
     hits = [(s.find(c), c) for c in MMRLHF_CATEGORIES if c in s]
     if not hits:
-        raise BadItem("unknown_category", f"no category in media path {media_path!r}")
+        raise BadRow("unknown_category", f"no category in media path {media_path!r}")
     return min(hits)[1]
 
 
@@ -201,7 +154,7 @@ def _vl_record(rec: dict, root: Path, load_media: bool) -> EvalPair:
     if "response" in rec and "human_ranking" in rec:  # the official HF parquet
         responses, ranking = rec["response"], rec["human_ranking"]
         if not (isinstance(responses, (list, tuple)) and len(responses) == 2 and list(ranking) in ([0, 1], [1, 0])):
-            raise BadItem("bad_label", f"response must hold 2 strings and human_ranking be [0, 1] or [1, 0], got {ranking}")
+            raise BadRow("bad_label", f"response must hold 2 strings and human_ranking be [0, 1] or [1, 0], got {ranking}")
         chosen, rejected = (responses[0], responses[1]) if list(ranking) == [0, 1] else (responses[1], responses[0])
         question = _text(rec, "query")
         img = rec.get("image")
@@ -222,7 +175,7 @@ def _mmrb_record(rec: dict, root: Path, load_media: bool) -> EvalPair:
     question, out1, out2 = _text(rec, "Text"), _text(rec, "Output1"), _text(rec, "Output2")
     better = str(_req(rec, "Better")).strip()
     if better not in ("Output1", "Output2"):
-        raise BadItem("bad_label", f"Better must be Output1 or Output2, got {better!r}")
+        raise BadRow("bad_label", f"Better must be Output1 or Output2, got {better!r}")
     chosen, rejected = (out1, out2) if better == "Output1" else (out2, out1)
     category = mmrb_category(item_id, str(_req(rec, "Category")))
     images = [_media(rec["Image"], root) if load_media else rec["Image"]] if rec.get("Image") else []
@@ -242,15 +195,16 @@ def _mmrlhf_record(rec: dict, root: Path, load_media: bool, max_frames: int) -> 
         media = str(rec["image"])
         images = [_media(media, root) if load_media else media]
     else:
-        raise BadItem("missing_field", "needs 'image' or 'video'")
+        raise BadRow("missing_field", "needs 'image' or 'video'")
     return EvalPair("mm_rlhf_rewardbench", item_id, item_key(item_id, question, chosen, rejected),
                     mmrlhf_category(media), item_id, question, chosen, rejected, images, video)  # fmt: skip
 
 
 def detect_benchmark(path: str | Path) -> str:
     """The benchmark of a file, from its first record's fields."""
-    for _, rec in iter_records(path):
-        if isinstance(rec, BadItem) or not isinstance(rec, dict):
+    for raw in iter_raw_rows(str(path)):
+        rec = raw.data
+        if isinstance(rec, BadRow) or not isinstance(rec, dict):
             break
         if "Output1" in rec or "Better" in rec:
             return "multimodal_rewardbench"
@@ -276,22 +230,23 @@ def load_benchmark(benchmark: str, path: str | Path, media_root: str | Path | No
         "mm_rlhf_rewardbench": lambda r: _mmrlhf_record(r, root, load_media, max_frames),
     }[benchmark]
     pairs, rejected, seen, read = [], Counter(), set(), 0
-    for row, rec in iter_records(path):
+    for raw in iter_raw_rows(str(path)):
+        row, rec = raw.row, raw.data
         read += 1
         try:
-            if isinstance(rec, BadItem):
+            if isinstance(rec, BadRow):
                 raise rec
             if not isinstance(rec, dict):
-                raise BadItem("bad_json", f"a record must be an object, got {type(rec).__name__}")
+                raise BadRow("bad_json", f"a record must be an object, got {type(rec).__name__}")
             pair = parse(rec)
             if pair.key in seen:
-                raise BadItem("duplicate", f"id {pair.id} with the same question and responses appears twice")
+                raise BadRow("duplicate", f"id {pair.id} with the same question and responses appears twice")
             seen.add(pair.key)
             pair.source, pair.row = str(path), row
             pairs.append(pair)
-        except BadItem as e:
+        except BadRow as e:
             if not skip_invalid:
-                raise ValueError(f"{path}: row {row}: {e}") from None
+                raise ValueError(f"{path}: row {row}: {e.reason}: {e}") from None
             rejected[e.reason] += 1
     assert read == len(pairs) + sum(rejected.values())
     return Loaded(pairs, read, rejected, sha256_of(path))
