@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import sys
@@ -36,22 +35,12 @@ from preprocess.pairs import Balancer, swap
 from preprocess.records import BadRow, Pair, base_dir_of, iter_raw_rows, normalize_pair
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
-from r1reward_verl.reward.referee import RefereeSettings, api_key_from_env, chat_with_retries
-
-
-def _mime(data: bytes) -> str:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return Image.MIME.get(im.format, "image/png")
+from r1reward_verl.reward.referee import RefereeSettings, api_key_from_env, chat_with_retries, image_url_part
 
 
 def openai_messages(p: Pair) -> list[dict]:
     """The Table 1 prompt as an OpenAI chat message, images first as data URIs."""
-    content: list[dict] = [
-        {"type": "image_url", "image_url": {"url": f"data:{_mime(im['bytes'])};base64,{base64.b64encode(im['bytes']).decode()}"}}
-        for im in p.images
-    ]
+    content: list[dict] = [image_url_part(im["bytes"]) for im in p.images]
     content.append({"type": "text", "text": build_table1_prompt(p.question, p.response_1, p.response_2)})
     return [{"role": "user", "content": content}]
 

@@ -176,11 +176,11 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: Optional[str] = None, *, api_key_env: Optional[str] = None,
                  max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0, concurrency: int = 16,
                  timeout: float = 300.0, max_retries: int = 3, backoff: float = 1.0):  # fmt: skip
-        import os
+        from r1reward_verl.reward.referee import RefereeSettings, api_key_from_env
 
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.url = RefereeSettings.chat_url(base_url)
         self.model = model
-        self.api_key = os.environ.get(api_key_env) if api_key_env else None
+        self.api_key = api_key_from_env(api_key_env)
         if api_key_env and not self.api_key:
             raise ValueError(f"environment variable {api_key_env} (the API key) is not set")
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
@@ -189,12 +189,13 @@ class OpenAIBackend:
 
     @staticmethod
     def _image_part(img) -> dict:
-        import base64
         import io
+
+        from r1reward_verl.reward.referee import image_url_part
 
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}}
+        return image_url_part(buf.getvalue())
 
     def _messages(self, req: Request) -> list[dict]:
         images, frames = iter(req.images), list(req.video or [])

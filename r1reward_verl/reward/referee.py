@@ -233,6 +233,18 @@ async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> Refere
     return RefereeResult(verdict is not None, verdict, attempts, error, time.perf_counter() - t0)
 
 
+def image_url_part(data: bytes) -> dict:
+    """An image (encoded bytes) as an OpenAI chat ``image_url`` content part with a data URI."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        mime = Image.MIME.get(im.format, "image/png")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
+
+
 def api_key_from_env(var: Optional[str]) -> Optional[str]:
     """The API key from the named environment variable (never from a config file)."""
     if not var:
