@@ -15,14 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "hydra_configs"
 
 
-def compose_config(name: str = "r1reward", overrides: Sequence[str] = (), config_dir: Path | str = CONFIG_DIR) -> DictConfig:
-    """Compose ``config_dir/NAME.yaml`` (which extends verl's trees via ``pkg://verl.trainer.config``)."""
+def compose_config(name: str = "r1reward", overrides: Sequence[str] = (), config_dir: Path | str = CONFIG_DIR,
+                   return_hydra_config: bool = False) -> DictConfig:  # fmt: skip
+    """Compose ``config_dir/NAME.yaml`` (which extends verl's trees via ``pkg://verl.trainer.config``);
+    ``return_hydra_config`` keeps the ``hydra`` node (e.g. ``hydra.sweeper.params``)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def validate_like_main_ppo(config: DictConfig) -> None:

@@ -29,13 +29,9 @@ from r1reward_verl.config import CONFIG_DIR, compose_config, validate_like_main_
 
 def sweep_members(name: str, overrides: list[str], config_dir: Path | str = CONFIG_DIR) -> list[list[str]]:
     """The override lists of every job of ``-m``: the config's ``hydra.sweeper.params`` and sweep overrides."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
-        hcfg = compose(config_name=name, overrides=[], return_hydra_config=True)
+    hcfg = compose_config(name, [], config_dir, return_hydra_config=True)
     params = OmegaConf.to_container(hcfg.hydra.sweeper.get("params") or {}, resolve=False)
     parser = OverridesParser.create()
     # config params first, command line after (the command line wins for the same key)

@@ -48,14 +48,15 @@ def any_correct(preds: Iterable[Pred], label: int) -> bool:
     return any(p == label for p in preds)
 
 
-# predictors: record -> is it right?
-def greedy_right(rec: dict) -> bool:
-    return rec["preds"][0] == rec["label"]
-
-
 def primary_pred(rec: dict) -> Pred:
     """The greedy prediction when there is one, else the first sample."""
     return rec["preds"][0] if rec["preds"] else None
+
+
+# predictors: record -> is it right?
+def primary_right(rec: dict) -> bool:
+    """The greedy prediction (else the first sample) is the label; unparsable (None) is wrong."""
+    return primary_pred(rec) == rec["label"]
 
 
 def vote_right(k: int) -> Callable[[dict], bool]:
@@ -126,9 +127,6 @@ def position_swap_metrics(bench: str, records: list[dict]) -> Optional[dict]:
         return None
     fn = BENCH_METRICS[bench]
 
-    def first_right(r: dict) -> bool:
-        return primary_pred(r) == r["label"]
-
     def same_choice(r: dict) -> bool:
         a, b = primary_pred(r), primary_pred(swapped_view(r))
         # the same response is chosen when the label positions flip with the order
@@ -136,10 +134,10 @@ def position_swap_metrics(bench: str, records: list[dict]) -> Optional[dict]:
 
     return {
         "n": len(recs),
-        "original": fn(recs, first_right),
-        "swapped": fn([swapped_view(r) for r in recs], first_right),
+        "original": fn(recs, primary_right),
+        "swapped": fn([swapped_view(r) for r in recs], primary_right),
         "agreement": pct(sum(same_choice(r) for r in recs), len(recs)),
-        "debiased": fn(recs, lambda r: first_right(r) and first_right(swapped_view(r))),
+        "debiased": fn(recs, lambda r: primary_right(r) and primary_right(swapped_view(r))),
     }
 
 
@@ -149,15 +147,11 @@ def benchmark_metrics(bench: str, records: list[dict], ks: Optional[list[int]] =
     has_greedy = all(r.get("greedy") for r in records)
     n_samples = min((len(sample_preds(r)) for r in records), default=0)
     ks = sorted(k for k in (ks or range(1, n_samples + 1)) if 1 <= k <= n_samples)
-    if has_greedy:
-        main, mode = fn(records, greedy_right), "greedy"
-    elif n_samples:
-        main, mode = fn(records, vote_right(1)), "sample@1"
-    else:
+    if not has_greedy and not n_samples:
         raise ValueError(f"{bench}: records hold no predictions")
-    out = {**main, "mode": mode, "n": len(records),
-           "unparsable": sum(primary_pred(r) is None for r in records),
-           "unparsable_pct": pct(sum(primary_pred(r) is None for r in records), len(records))}  # fmt: skip
+    unparsable = sum(primary_pred(r) is None for r in records)
+    out = {**fn(records, primary_right), "mode": "greedy" if has_greedy else "sample@1", "n": len(records),
+           "unparsable": unparsable, "unparsable_pct": pct(unparsable, len(records))}  # fmt: skip
     if ks:
         out["voting"] = {str(k): fn(records, vote_right(k)) for k in ks}
         out["any"] = {str(k): fn(records, any_right(k)) for k in ks}
@@ -168,8 +162,7 @@ def benchmark_metrics(bench: str, records: list[dict], ks: Optional[list[int]] =
         # wrong (above). This is the official variant, for comparison with published numbers.
         parsed = [r for r in records if primary_pred(r) is not None]
         if parsed:
-            right = greedy_right if has_greedy else vote_right(1)
-            out["official_excluding_unparsable"] = {**fn(parsed, right), "n": len(parsed)}
+            out["official_excluding_unparsable"] = {**fn(parsed, primary_right), "n": len(parsed)}
     swap = position_swap_metrics(bench, records)
     if swap:
         out["position_swap"] = swap

@@ -11,6 +11,7 @@ Output directory:
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -35,7 +36,7 @@ def build_request(pair: EvalPair, first_is_chosen: bool, *, greedy: bool, n: int
     from PIL import Image
 
     r1, r2 = (pair.chosen, pair.rejected) if first_is_chosen else (pair.rejected, pair.chosen)
-    images = [Image.open(x if isinstance(x, str) else __import__("io").BytesIO(x)).convert("RGB") for x in pair.images]
+    images = [Image.open(x if isinstance(x, str) else io.BytesIO(x)).convert("RGB") for x in pair.images]
     video = [Image.open(f).convert("RGB") for f in pair.video] if pair.video else None
     content = [{"type": "image"} for _ in images] + ([{"type": "video"}] if video else [])
     # the same function writes the training data (there with <image> placeholders that verl's RLHFDataset
