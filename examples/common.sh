@@ -18,12 +18,19 @@ if [[ "${DRY_RUN:-0}" == 1 ]]; then
     export R1R_POLICY_PATH R1R_DATA_DIR R1R_SFT_DIR
 fi
 
+# dry_run CONFIG_NAME [overrides...]: compose + validate + print key values, start nothing
+dry_run() {
+    local name="$1"
+    shift
+    "$PYTHON" -m r1reward_verl.dryrun --config-path "$CONFIG_PATH" --config-name "$name" --summary "$@"
+}
+
 # ppo CONFIG_NAME [overrides...]: verl's PPO entry point on one of our configs
 ppo() {
     local name="$1"
     shift
     if [[ "${DRY_RUN:-0}" == 1 ]]; then
-        "$PYTHON" -m r1reward_verl.dryrun --config-path "$CONFIG_PATH" --config-name "$name" --summary "$@"
+        dry_run "$name" "$@"
     else
         "$PYTHON" -m verl.trainer.main_ppo --config-path "$CONFIG_PATH" --config-name "$name" "$@"
     fi
@@ -34,7 +41,7 @@ sft() {
     local name="$1"
     shift
     if [[ "${DRY_RUN:-0}" == 1 ]]; then
-        "$PYTHON" -m r1reward_verl.dryrun --config-path "$CONFIG_PATH" --config-name "$name" --summary "$@"
+        dry_run "$name" "$@"
     elif [[ "${R1R_NNODES:-1}" -gt 1 ]]; then
         "$PYTHON" -m verl.trainer.sft_trainer_ray --config-path "$CONFIG_PATH" --config-name "$name" "$@"
     else

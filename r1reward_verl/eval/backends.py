@@ -48,7 +48,6 @@ class TransformersBackend:
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.share_prefix, self.seed, self.device = share_prefix, seed, device
         self.min_new_tokens = min_new_tokens
-        self.prefill_calls = 0
 
     def encode(self, req: Request) -> dict:
         chat = self.processor.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
@@ -59,12 +58,14 @@ class TransformersBackend:
     def _decode(self, out, prompt_len: int) -> list[str]:
         return self.processor.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
 
-    def _generate(self, enc: dict, *, sample: bool, **kw):
-        self.prefill_calls += 1
+    def _gen_kwargs(self, sample: bool, **kw) -> dict:
         gen = dict(do_sample=sample, max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens, **kw)
         if sample:
             gen.update(temperature=self.temperature, top_p=self.top_p)
-        return self.model.generate(**enc, **gen)
+        return gen
+
+    def _generate(self, enc: dict, *, sample: bool, **kw):
+        return self.model.generate(**enc, **self._gen_kwargs(sample, **kw))
 
     def sample_shared(self, enc: dict, n: int, **kw):
         """n continuations from ONE prefill: the prompt minus its last token runs once, its KV cache is
@@ -74,14 +75,10 @@ class TransformersBackend:
         prefix = {k: (v[:, :-1] if v.dim() == 2 and v.shape[1] == length else v) for k, v in enc.items()}
         with torch.no_grad():
             cache = self.model(**prefix, use_cache=True).past_key_values
-        self.prefill_calls += 1
         cache.batch_repeat_interleave(n)
         rest = {k: v for k, v in enc.items() if k not in ("pixel_values", "pixel_values_videos")}
         rest = {k: (v.repeat(n, 1) if v.dim() == 2 and v.shape[1] == length else v) for k, v in rest.items()}
-        gen = dict(max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens, past_key_values=cache, **kw)
-        if kw.get("do_sample", True):
-            gen.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
-        return self.model.generate(**rest, **gen)
+        return self.model.generate(**rest, **self._gen_kwargs(kw.pop("do_sample", True), past_key_values=cache, **kw))
 
     def run(self, requests: list[Request], progress: bool = True) -> list[Result]:
         from tqdm import tqdm
