@@ -33,3 +33,22 @@ def validate_like_main_ppo(config: DictConfig) -> None:
     from verl.utils.config import validate_config
 
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+
+def validate_like_sft_trainer(cfg: DictConfig) -> list[str]:
+    """Build the dataclasses ``SFTTrainer._build_config`` builds (verl's own method). Returns notes."""
+    from verl.trainer.sft_trainer import SFTTrainer
+    from verl.utils.config import omega_conf_to_dataclass
+
+    notes = []
+    if Path(str(cfg.model.path)).is_dir():
+        trainer = object.__new__(SFTTrainer)  # only the config step of its __init__, no engine, no GPU
+        trainer.config = cfg
+        trainer._build_config()
+    else:
+        for key in ("engine", "optim", "checkpoint", "profiler"):
+            omega_conf_to_dataclass(cfg[key])
+        notes.append(f"model part not checked: model.path={cfg.model.path} is not a local directory")
+    if cfg.data.train_batch_size % (cfg.trainer.n_gpus_per_node * cfg.trainer.nnodes):
+        raise ValueError("data.train_batch_size must be divisible by the number of GPUs")
+    return notes

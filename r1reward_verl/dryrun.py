@@ -24,7 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from r1reward_verl.config import CONFIG_DIR, compose_config, validate_like_main_ppo
+from r1reward_verl.config import CONFIG_DIR, compose_config, validate_like_main_ppo, validate_like_sft_trainer
 
 
 def sweep_members(name: str, overrides: list[str], config_dir: Path | str = CONFIG_DIR) -> list[list[str]]:
@@ -52,25 +52,6 @@ class Checked:
     ok: bool = True
     notes: list[str] = field(default_factory=list)
     config: DictConfig | None = None
-
-
-def validate_like_sft_trainer(cfg: DictConfig) -> list[str]:
-    """Build the dataclasses ``SFTTrainer._build_config`` builds (verl's own method). Returns notes."""
-    from verl.trainer.sft_trainer import SFTTrainer
-    from verl.utils.config import omega_conf_to_dataclass
-
-    notes = []
-    if Path(str(cfg.model.path)).is_dir():
-        trainer = object.__new__(SFTTrainer)  # only the config step of its __init__, no engine, no GPU
-        trainer.config = cfg
-        trainer._build_config()
-    else:
-        for key in ("engine", "optim", "checkpoint", "profiler"):
-            omega_conf_to_dataclass(cfg[key])
-        notes.append(f"model part not checked: model.path={cfg.model.path} is not a local directory")
-    if cfg.data.train_batch_size % (cfg.trainer.n_gpus_per_node * cfg.trainer.nnodes):
-        raise ValueError("data.train_batch_size must be divisible by the number of GPUs")
-    return notes
 
 
 def check(name: str, overrides: list[str], config_dir: Path | str = CONFIG_DIR) -> Checked:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from r1reward_verl.config import CONFIG_DIR, REPO_ROOT, compose_config, validate_like_main_ppo
-from r1reward_verl.dryrun import check, sweep_members, validate_like_sft_trainer
+from r1reward_verl.config import CONFIG_DIR, REPO_ROOT, compose_config, validate_like_main_ppo, validate_like_sft_trainer
+from r1reward_verl.dryrun import check, sweep_members
 
 ENV = {"R1R_POLICY_PATH": "/ckpt/sft", "R1R_DATA_DIR": "/data/rl", "R1R_SFT_DIR": "/data/sft"}
 
