@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,11 +28,49 @@ def compose_config(name: str = "r1reward", overrides: Sequence[str] = (), config
         return compose(config_name=name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+def check_algorithm_section(config: DictConfig) -> None:
+    """Build ``config.algorithm`` with verl's ``omega_conf_to_dataclass``, so the ``__post_init__`` of its
+    ``_target_`` (ours: :class:`r1reward_verl.algos.StableReinforceAlgoConfig`) checks the values.
+
+    verl 0.9.1 never does this itself: ``validate_config`` builds only the actor (whose
+    ``policy_loss`` is our :class:`~r1reward_verl.algos.StableReinforcePolicyLossConfig`, checked there)
+    and the critic, and the trainer passes the ``algorithm`` DictConfig straight to
+    ``compute_advantage``. Without this, ``algorithm.adv_filter_sigma=0`` would start Ray, the
+    workers and the rollout, and then zero every advantage.
+    """
+    from verl.utils.config import omega_conf_to_dataclass
+
+    algorithm = config.get("algorithm")
+    if algorithm is not None and "_target_" in algorithm:
+        omega_conf_to_dataclass(algorithm)
+
+
+class CheckConfigAtStart(Callback):
+    """Hydra callback (``hydra.callbacks.r1reward_check`` in ``hydra_configs/r1reward_common.yaml``).
+
+    ``python -m verl.trainer.main_ppo`` is a ``@hydra.main`` app; Hydra calls ``on_job_start`` with the
+    composed config right before ``main`` (once per job of a ``-m`` sweep), i.e. before verl's
+    ``validate_config`` and long before ``ray.init``. A bad ``algorithm`` value ends the process there
+    (exit status 1, the key and value on stderr). Hydra turns an *exception* raised by a callback into
+    a warning and runs the job anyway (``hydra/_internal/callbacks.py``), hence ``SystemExit``. In a
+    ``-m`` sweep (members run one after another) it ends the sweep at the first bad member, after the
+    members before it ran; ``python -m r1reward_verl.dryrun ... -m`` checks every member up front.
+    """
+
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            check_algorithm_section(config)
+        except Exception as e:
+            raise SystemExit(f"r1reward: invalid configuration, not starting: {e}") from e
+
+
 def validate_like_main_ppo(config: DictConfig) -> None:
-    """Run the checks ``verl.trainer.main_ppo.main`` runs before it starts Ray."""
+    """Run the checks ``python -m verl.trainer.main_ppo`` runs before it starts Ray with our configs:
+    :class:`CheckConfigAtStart` (the Hydra callback our configs install), then verl's ``validate_config``."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
+    check_algorithm_section(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
 

@@ -112,3 +112,12 @@ def test_algo_config_validation():
         omega_conf_to_dataclass(compose("r1reward", "algorithm.adv_filter_base=gae").algorithm)
     with pytest.raises(Exception, match="adv_filter_sigma"):
         omega_conf_to_dataclass(compose("r1reward", "algorithm.adv_filter_sigma=-1").algorithm)
+
+
+def test_reinforce_pp_ablation_keeps_outliers_and_still_logs_the_filter():
+    """ablation=reinforce_pp: Reinforce++ advantages with no filter; the outlier at z = -15.96 keeps its value."""
+    adv, metrics = _run(_batch([1.0] * 255 + [0.0]), "ablation=reinforce_pp")
+    rpp, _ = _run(_batch([1.0] * 255 + [0.0]), "algorithm.adv_estimator=reinforce_plus_plus")
+    assert rpp[255, -1] < 0 and torch.equal(adv, rpp)  # verl's Reinforce++ values, outlier included
+    assert metrics["adv_filter/filtered_frac"] == 0.0  # the r1reward trainers log what the baseline keeps
+    assert metrics["adv_filter/z_min"] == pytest.approx(-15.96, abs=0.01)

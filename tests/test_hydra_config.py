@@ -1,8 +1,11 @@
 """Our Hydra config through verl's own entry point and verl's own validation."""
 
+import os
+import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from verl.utils.config import omega_conf_to_dataclass
 
@@ -57,3 +60,66 @@ def test_config_passes_verls_validation_and_builds_our_dataclasses(tiny_model_di
     assert isinstance(actor.policy_loss, StableReinforcePolicyLossConfig)
     assert (actor.policy_loss.preclip_min, actor.policy_loss.preclip_max) == (1e-3, 1e3)
     assert isinstance(omega_conf_to_dataclass(cfg.algorithm), StableReinforceAlgoConfig)
+
+
+PL = "actor_rollout_ref.actor.policy_loss"
+BAD_VALUES = [
+    # (overrides, the key the message must name, the value it must show)
+    (["algorithm.adv_filter_sigma=0"], "algorithm.adv_filter_sigma", "0"),
+    (["algorithm.adv_filter_sigma=-1.5"], "algorithm.adv_filter_sigma", "-1.5"),
+    (["algorithm.adv_filter_base=gae"], "algorithm.adv_filter_base", "'gae'"),
+    ([f"{PL}.preclip_min=1"], f"{PL}.preclip_min", "1"),
+    ([f"{PL}.preclip_min=0"], f"{PL}.preclip_min", "0"),
+    ([f"{PL}.preclip_min=-0.001"], f"{PL}.preclip_min", "-0.001"),
+    ([f"{PL}.preclip_max=1"], f"{PL}.preclip_max", "1"),
+    ([f"{PL}.preclip_max=0.5"], f"{PL}.preclip_max", "0.5"),
+    ([f"{PL}.preclip_min=5", f"{PL}.preclip_max=2"], f"{PL}.preclip_min", "5"),
+]
+
+
+def names_key_and_value(text: str, key: str, value: str) -> bool:
+    """One line of ``text`` names ``key`` and then ``got VALUE`` (not Hydra's echo of the override ``key=value``)."""
+    return re.search(rf"{re.escape(key)}\b[^\n=]*\bgot {re.escape(value)}(?![\w.])", text) is not None
+
+
+@pytest.mark.parametrize("overrides, key, value", BAD_VALUES, ids=[" ".join(ovs) for ovs, _, _ in BAD_VALUES])
+def test_bad_values_fail_the_checks_main_ppo_runs_before_ray(overrides, key, value):
+    cfg = compose("r1reward", *overrides)
+    with pytest.raises(Exception) as err:
+        validate_like_main_ppo(cfg)
+    assert names_key_and_value(str(err.value), key, value), str(err.value)
+
+
+RAY_GUARD = """\
+import ray
+
+
+def _refuse(*args, **kwargs):
+    print("R1R-TEST: ray.init reached", flush=True)
+    raise SystemExit(97)
+
+
+ray.init = _refuse
+"""
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("algorithm.adv_filter_sigma=0", "algorithm.adv_filter_sigma", "0"),  # the Hydra callback
+        (f"{PL}.preclip_min=1", f"{PL}.preclip_min", "1"),  # verl's validate_config (builds the actor)
+    ],
+)
+def test_main_ppo_exits_before_ray_on_a_bad_value(tmp_path, override, key, value):
+    """`python -m verl.trainer.main_ppo ... BAD` fails naming the key and value and never reaches ray.init
+    (a sitecustomize on PYTHONPATH turns ray.init into exit 97, so the test can never start Ray)."""
+    (tmp_path / "guard").mkdir()
+    (tmp_path / "guard" / "sitecustomize.py").write_text(RAY_GUARD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("R1R_")}
+    env.update(R1R_POLICY_PATH=str(tmp_path), R1R_DATA_DIR=str(tmp_path), PYTHONPATH=str(tmp_path / "guard"))
+    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name", "r1reward",
+           override]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    text = out.stdout + out.stderr
+    assert "R1R-TEST: ray.init reached" not in text, text[-3000:]
+    assert out.returncode != 0 and names_key_and_value(text, key, value), text[-3000:]

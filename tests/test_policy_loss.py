@@ -155,3 +155,94 @@ def test_preclip_bounds_are_logs_of_deltas():
     old, new, _ = _example()
     _, log_ratio, _ = preclip_ratio(new, old, 1e-3, 1e3)
     assert log_ratio.max().item() == pytest.approx(math.log(1e3))
+
+
+ABLATIONS = ["none", "no_adv_filter", "no_preclip", "reinforce_pp", "no_consistency"]
+
+
+def _plain_ppo_clip(log_ratio: float, adv: float, eps_low: float, eps_high: float) -> float:
+    """-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) with r = exp(log_ratio) unclamped (OpenRLHF's PolicyLoss)."""
+    r = math.exp(log_ratio)
+    return -min(r * adv, min(max(r, 1 - eps_low), 1 + eps_high) * adv)
+
+
+def test_reinforce_pp_ablation_is_plain_ppo_clip():
+    """ablation=reinforce_pp: the unclamped ratio e^25 and no dual clip (verl's vanilla: e^20, then 3 |A|)."""
+    config = actor_config("ablation=reinforce_pp")
+    assert (config.policy_loss.preclip, config.policy_loss.dual_clip) == (False, False)
+    eps_low, eps_high = config.clip_ratio_low, config.clip_ratio_high
+    log_ratios, advs = [25.0, -25.0, 25.0, -25.0], [-1.0, 1.0, 1.0, -1.0]
+    expected = [_plain_ppo_clip(lr, a, eps_low, eps_high) for lr, a in zip(log_ratios, advs)]
+    assert expected[0] == pytest.approx(math.exp(25))  # not 3 (dual clip) nor e^20 (log-ratio clamp)
+    old = torch.zeros(1, 4)
+    new = torch.tensor([log_ratios])
+    adv = torch.tensor([advs])
+    fn = get_policy_loss_fn(config.policy_loss.loss_mode)
+    per_token = []
+    for i in range(4):
+        mask = torch.zeros(1, 4)
+        mask[0, i] = 1
+        loss, _ = fn(old, new, adv, mask, loss_agg_mode="token-sum", config=config)
+        per_token.append(loss.item())
+    assert per_token == pytest.approx(expected, rel=1e-5)
+    loss, metrics = ppo_loss(config, *_ppo_loss_batch(old, new, adv))
+    assert loss.item() == pytest.approx(sum(expected) / 4, rel=1e-5)
+    assert metrics["actor/preclip_frac"].values[0] == 0.0
+
+
+def test_reinforce_pp_may_diverge_to_inf_but_not_to_nan():
+    """An active token (unmasked, A != 0) whose ratio overflows keeps the plain surrogate's value: +inf for A < 0."""
+    config = actor_config("ablation=reinforce_pp")
+    old = torch.zeros(1, 3)
+    new = torch.tensor([[200.0, 0.1, -0.1]])
+    adv = torch.tensor([[-1.0, 0.5, -0.5]])
+    loss, _ = ppo_loss(config, *_ppo_loss_batch(old, new, adv))
+    assert loss.item() == math.inf
+
+
+def _batch_with_inactive_tokens(dtype):
+    """2 x 8 response tokens; the inactive ones (masked, or advantage 0) carry log-ratios of +-200."""
+    old = torch.full((2, 8), -1.0, dtype=dtype)
+    log_ratio = torch.tensor(
+        [[0.1, -0.2, 200.0, -200.0, 200.0, -200.0, 0.3, 200.0],
+         [-0.1, 200.0, -200.0, 0.05, 200.0, -200.0, 200.0, -200.0]]
+    )  # fmt: skip
+    adv = torch.tensor(
+        [[1.0, -1.0, 0.0, 0.0, -2.0, 2.0, 0.5, 1.0],
+         [-0.5, 0.0, 0.0, 1.5, 1.0, -1.0, -3.0, 3.0]]
+    ).to(dtype)  # fmt: skip
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0, 1, 0], [1, 1, 1, 1, 0, 0, 0, 0]], dtype=torch.float32)
+    active = (mask > 0) & (adv != 0)
+    assert (log_ratio.abs()[active] < 1).all() and (log_ratio.abs()[~active] == 200).all()
+    return old, (old.float() + log_ratio).to(dtype), adv, mask, active
+
+
+def _ppo_loss_masked(config, old, new, adv, mask):
+    """Through verl's ``ppo_loss``; returns the loss and d loss / d log_prob per response token."""
+    model_output, data = _ppo_loss_batch(old, new, adv)
+    data["response_mask"] = mask
+    flat = model_output["log_probs"].detach().requires_grad_(True)
+    loss, _ = ppo_loss(config, {"log_probs": flat}, data)
+    loss.backward()
+    prompt_len, resp_len = 3, adv.shape[1]
+    seq = prompt_len + resp_len
+    grad = torch.stack([flat.grad[i * seq + prompt_len - 1 : i * seq + prompt_len - 1 + resp_len] for i in range(2)])
+    return loss, grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_masked_and_zero_advantage_tokens_never_give_nan(ablation, mode, dtype):
+    """Finite inputs, log-ratios of +-200 on masked and zero-advantage tokens: no NaN in the loss or its gradient,
+    and those tokens contribute exactly nothing (the same loss as with a log-ratio of 0 there)."""
+    config = actor_config(f"ablation={ablation}", f"actor_rollout_ref.actor.loss_agg_mode={mode}")
+    old, new, adv, mask, active = _batch_with_inactive_tokens(dtype)
+    loss, grad = _ppo_loss_masked(config, old, new, adv, mask)
+    assert torch.isfinite(loss).item(), loss
+    assert torch.isfinite(grad).all().item(), grad
+    assert (grad[~active] == 0).all().item()
+    calm = torch.where(active, new, old)  # the inactive tokens' log-ratio set to 0
+    loss_calm, grad_calm = _ppo_loss_masked(config, old, calm, adv, mask)
+    assert loss.item() == loss_calm.item()
+    assert torch.equal(grad, grad_calm)

@@ -9,6 +9,7 @@ verl imports it in every process through the ``verl.plugins`` entry point ``r1re
 from .advantage import (
     ESTIMATOR,
     StableReinforceAlgoConfig,
+    check_adv_filter_config,
     compute_stable_reinforce_advantage,
     pop_advantage_filter_metrics,
     sigma_filter,
@@ -18,6 +19,7 @@ from .policy_loss import (
     LOSS_MODE,
     StableReinforcePolicyLossConfig,
     compute_policy_loss_stable_reinforce,
+    guard_inactive_tokens,
     preclip_ratio,
     stable_reinforce_token_loss,
 )
@@ -27,8 +29,10 @@ __all__ = [
     "LOSS_MODE",
     "StableReinforceAlgoConfig",
     "StableReinforcePolicyLossConfig",
+    "check_adv_filter_config",
     "compute_policy_loss_stable_reinforce",
     "compute_stable_reinforce_advantage",
+    "guard_inactive_tokens",
     "pop_advantage_filter_metrics",
     "preclip_ratio",
     "sigma_filter",

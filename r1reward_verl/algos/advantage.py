@@ -13,6 +13,7 @@ Filter statistics are kept for the step metrics (``adv_filter/*``, see :mod:`r1r
 
 from __future__ import annotations
 
+import numbers
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -40,10 +41,27 @@ class StableReinforceAlgoConfig(AlgoConfig):
     adv_filter_base: str = "reinforce_plus_plus"
 
     def __post_init__(self):
-        if self.adv_filter_sigma is not None and self.adv_filter_sigma <= 0:
-            raise ValueError(f"algorithm.adv_filter_sigma must be > 0 or null, got {self.adv_filter_sigma}")
-        if self.adv_filter_base not in SUPPORTED_BASES:
-            raise ValueError(f"algorithm.adv_filter_base must be one of {SUPPORTED_BASES}, got {self.adv_filter_base!r}")
+        """Check both keys (:func:`check_adv_filter_config`).
+
+        verl 0.9.1 never builds the ``algorithm`` section as a dataclass (its trainer hands the
+        ``DictConfig`` to ``compute_advantage``), so this runs only where we build it: at the start of
+        ``main_ppo`` through the Hydra callback ``r1reward_verl.config.CheckConfigAtStart`` (before Ray),
+        in ``r1reward_verl.config.validate_like_main_ppo`` and in the dry run.
+        """
+        check_adv_filter_config(self.adv_filter_sigma, self.adv_filter_base)
+
+
+def check_adv_filter_config(sigma: Any, base: Any) -> None:
+    """``algorithm.adv_filter_sigma`` is a number > 0 or null, ``algorithm.adv_filter_base`` one of ``SUPPORTED_BASES``.
+
+    A k <= 0 would silently zero every advantage (|z| > k for almost every token), so it is an error.
+    """
+    if sigma is not None and not (isinstance(sigma, numbers.Real) and not isinstance(sigma, bool) and sigma > 0):
+        raise ValueError(
+            f"algorithm.adv_filter_sigma must be a number > 0 (k of the k-sigma filter) or null; got {sigma!r}"
+        )
+    if base not in SUPPORTED_BASES:
+        raise ValueError(f"algorithm.adv_filter_base must be one of {', '.join(SUPPORTED_BASES)}; got {base!r}")
 
 
 def standardize_advantages(advantages: torch.Tensor, mask: torch.Tensor, eps: float = STD_EPS) -> torch.Tensor:
@@ -134,9 +152,8 @@ def compute_stable_reinforce_advantage(
         raise ValueError("stable_reinforce needs the algorithm config")
     get = config.get
     base = get("adv_filter_base", "reinforce_plus_plus") or "reinforce_plus_plus"
-    if base not in SUPPORTED_BASES:
-        raise ValueError(f"algorithm.adv_filter_base must be one of {SUPPORTED_BASES}, got {base!r}")
     sigma = get("adv_filter_sigma", 3.0)
+    check_adv_filter_config(sigma, base)  # also here: a config that never went through the start check
     base_kwargs: dict[str, Any] = {"token_level_rewards": token_level_rewards, "response_mask": response_mask}
     base_kwargs["config"] = config
     if base != "reinforce_plus_plus":

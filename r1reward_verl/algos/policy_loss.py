@@ -14,6 +14,7 @@ paper's defaults (delta_min=1e-3, delta_max=1e3, pre-clip on, dual clip off).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -45,10 +46,25 @@ class StableReinforcePolicyLossConfig(PolicyLossConfig):
     dual_clip: bool = False
 
     def __post_init__(self):
-        if not (0.0 < self.preclip_min < 1.0 < self.preclip_max):
-            raise ValueError(
-                f"policy_loss: need 0 < preclip_min < 1 < preclip_max, got {self.preclip_min} and {self.preclip_max}"
-            )
+        """Reject bounds that make pre-clip meaningless: need 0 < preclip_min < 1 < preclip_max.
+
+        Runs whenever verl builds the actor config: in ``validate_config`` of ``main_ppo`` before Ray
+        starts, and in every actor worker. The message names the key and the value.
+        """
+        for name, ok, want in (
+            ("preclip_min", 0.0 < _as_float(self.preclip_min) < 1.0, "in (0, 1) (delta_min)"),
+            ("preclip_max", _as_float(self.preclip_max) > 1.0, "> 1 (delta_max)"),
+        ):
+            if not ok:
+                raise ValueError(
+                    f"actor_rollout_ref.actor.policy_loss.{name} must be {want}, a pre-clip bound of "
+                    f"R1-Reward §4.1; got {getattr(self, name)!r}"
+                )
+
+
+def _as_float(value) -> float:
+    """A real number as float; NaN (every comparison false) for anything else, e.g. a string or a bool."""
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
 
 
 _DEFAULTS = StableReinforcePolicyLossConfig()
@@ -101,6 +117,25 @@ def stable_reinforce_token_loss(
     return loss, clipped, dual_clipped
 
 
+def guard_inactive_tokens(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keep tokens that cannot move the loss from turning it, or its gradient, into NaN (not a paper formula).
+
+    A token is *inactive* when it is masked out or its advantage is exactly 0 (e.g. removed by the
+    3-sigma filter, or a batch with zero variance). Without pre-clip an inactive token's ratio
+    ``exp(log pi - log pi_old)`` can overflow (a log-ratio of 89 is inf in float32) and ``inf * 0``
+    is NaN: in the forward sum (seq-mean modes multiply by the mask, a zero advantage multiplies the
+    ratio itself) and in ``exp``'s backward even where ``torch.where`` hides the forward value. So
+    for inactive tokens ``log pi`` becomes ``log pi_old`` (``torch.where`` before ``exp``: ratio
+    exactly 1, gradient exactly 0); the caller then sets their loss to exactly 0 with ``active``.
+    With pre-clip on the ratio is bounded by delta_max and this is not needed. Returns
+    ``(log_prob, active)``.
+    """
+    active = response_mask.bool() & (advantages != 0)
+    return torch.where(active, log_prob, old_log_prob), active
+
+
 @register_policy_loss(LOSS_MODE)  # type: ignore[arg-type]
 def compute_policy_loss_stable_reinforce(
     old_log_prob: torch.Tensor,
@@ -117,6 +152,17 @@ def compute_policy_loss_stable_reinforce(
     config and the pre-clip bounds from ``policy_loss`` (defaults: the paper's). Aggregates with
     verl's ``agg_loss(..., **config.global_batch_info)`` and multiplies by ``rollout_is_weights``
     when verl's rollout correction provides them.
+
+    Non-finite values, decided: masked tokens and tokens with advantage 0 contribute exactly 0 to
+    the loss and get a gradient of exactly 0, whatever their log-ratio, so finite inputs never give
+    a NaN from them. With pre-clip on (the paper's path) every ratio is finite and verl's
+    ``agg_loss`` masks, so nothing is added; with pre-clip off :func:`guard_inactive_tokens` keeps
+    them out of ``exp`` and their loss is set to 0. An active token (unmasked, A != 0) keeps the
+    plain surrogate's arithmetic: with pre-clip off (``ablation=no_preclip``, ``ablation=reinforce_pp``)
+    a ratio that overflows gives a loss of +inf for A < 0 (the divergence the paper reports for
+    Reinforce++), and for A > 0 a finite (clipped) loss whose gradient through ``exp`` is
+    0 * inf = NaN, as with OpenRLHF's plain PPO loss; verl's optimizer step skips a step whose grad
+    norm is not finite (and prints a warning).
     """
     if config is None:
         raise ValueError("stable_reinforce needs the actor config (clip_ratio_low/high)")
@@ -128,18 +174,24 @@ def compute_policy_loss_stable_reinforce(
     if clip_ratio_c is not None and clip_ratio_c <= 1.0:
         raise ValueError(f"dual clip needs actor.clip_ratio_c > 1, got {clip_ratio_c}")
 
+    preclip = get("preclip", _DEFAULTS.preclip)
+    ratio_log_prob, active = log_prob, None
+    if not preclip:  # exp of an unbounded log-ratio: keep masked / zero-advantage tokens out of it
+        ratio_log_prob, active = guard_inactive_tokens(log_prob, old_log_prob, advantages, response_mask)
     ratio, log_ratio, preclipped = preclip_ratio(
-        log_prob,
+        ratio_log_prob,
         old_log_prob,
         delta_min=get("preclip_min", _DEFAULTS.preclip_min),
         delta_max=get("preclip_max", _DEFAULTS.preclip_max),
-        enabled=get("preclip", _DEFAULTS.preclip),
+        enabled=preclip,
     )
     pg_losses, clipped, dual_clipped = stable_reinforce_token_loss(
         ratio, advantages, clip_low, clip_high, clip_ratio_c
     )
     if rollout_is_weights is not None:
         pg_losses = pg_losses * rollout_is_weights
+    if active is not None:
+        pg_losses = torch.where(active, pg_losses, torch.zeros_like(pg_losses))
 
     global_batch_info = getattr(config, "global_batch_info", None) or {}
     pg_loss = agg_loss(loss_mat=pg_losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **global_batch_info)
