@@ -16,13 +16,20 @@ unregister the loss and estimator).
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import transfer_queue as tq
-from verl.trainer.ppo.v1 import PPOTrainerColocateAsync, PPOTrainerSeparateAsync, PPOTrainerSync, register_trainer
 
-from r1reward_verl.algos import pop_advantage_filter_metrics
-from r1reward_verl.reward.metrics import reward_step_metrics
+# The cpu platform must be registered before verl's engine modules (imported below) ask for a platform.
+# import_module also hands back r1reward_verl.cpu while it is itself still being imported (its docstring).
+importlib.import_module("r1reward_verl.cpu").register()
+
+from verl.trainer.ppo.v1 import PPOTrainerColocateAsync, PPOTrainerSeparateAsync, PPOTrainerSync, register_trainer  # noqa: E402
+
+from r1reward_verl.algos import pop_advantage_filter_metrics  # noqa: E402
+from r1reward_verl.reward.failfast import RefereeFailFast, fail_fast_steps  # noqa: E402
+from r1reward_verl.reward.metrics import reward_step_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +44,35 @@ def _reward_extra_infos(batch) -> list[dict]:
     return out
 
 
-class AdvantageFilterMetricsMixin:
-    """After verl's ``_compute_advantage``, add ``adv_filter/*`` and the reward's ``reward/*``, ``referee/*``."""
+class VerlModeMixin:
+    """Make verl see its own mode name (``sync``, ...) where it compares ``self.trainer_mode``.
+
+    verl 0.9.1's ``PPOTrainer`` (``verl/trainer/ppo/v1/trainer_base.py``) sets
+    ``self.trainer_mode = config.trainer.v1.trainer_mode`` and then compares it with ``"sync"`` to pick
+    the replay-buffer class, the exact-refill ``gen_batch_size=1``, TransferQueue state in checkpoints
+    and re-issued prompts, and looks up ``config.trainer.v1.<mode>``. Our registered mode names
+    (``r1reward_sync``) would send our sync trainer down verl's async paths; this property answers
+    with the verl mode the class extends (``verl_mode``) and keeps the configured name in
+    ``configured_trainer_mode``.
+    """
+
+    verl_mode: str = ""
+
+    @property
+    def trainer_mode(self) -> str:
+        return self.verl_mode
+
+    @trainer_mode.setter
+    def trainer_mode(self, value: str) -> None:
+        self.configured_trainer_mode = value
+
+
+class AdvantageFilterMetricsMixin(VerlModeMixin):
+    """After verl's ``_compute_advantage``, add ``adv_filter/*`` and the reward's ``reward/*``, ``referee/*``.
+
+    The same ``referee/*`` metrics stop a run whose referee is dead: every request of each of the first
+    ``referee_fail_fast_steps`` steps that asked it failed (:mod:`r1reward_verl.reward.failfast`).
+    """
 
     def _compute_advantage(self, batch, metrics: dict):
         pop_advantage_filter_metrics()  # drop anything left from outside a step
@@ -50,20 +84,37 @@ class AdvantageFilterMetricsMixin:
             except Exception as e:  # metrics must never stop a step
                 logger.warning("r1reward: could not read reward_extra_info for step metrics: %s", e)
             else:
-                metrics.update(reward_step_metrics(infos))
+                step_metrics = reward_step_metrics(infos)
+                metrics.update(step_metrics)
+                self._watch_referee(step_metrics, infos)
         return batch
+
+    def _watch_referee(self, step_metrics: dict, infos: list[dict]) -> None:
+        """Raise :class:`RefereeDeadError` (stopping the run) once the referee is found dead; else nothing."""
+        watch = self.__dict__.get("_referee_watch")
+        if watch is None:
+            watch = self._referee_watch = RefereeFailFast(fail_fast_steps(self.config))
+        if watch.observe(getattr(self, "global_steps", None), step_metrics, infos):
+            router = getattr(getattr(self, "reward_loop_manager", None), "reward_router_address", None)
+            raise watch.error(self.config, router)
 
 
 @register_trainer("r1reward_sync")
 class R1RewardTrainerSync(AdvantageFilterMetricsMixin, PPOTrainerSync):
     """verl's synchronous PPO trainer with advantage-filter metrics."""
 
+    verl_mode = "sync"
+
 
 @register_trainer("r1reward_colocate_async")
 class R1RewardTrainerColocateAsync(AdvantageFilterMetricsMixin, PPOTrainerColocateAsync):
     """verl's colocated asynchronous PPO trainer with advantage-filter metrics."""
 
+    verl_mode = "colocate_async"
+
 
 @register_trainer("r1reward_separate_async")
 class R1RewardTrainerSeparateAsync(AdvantageFilterMetricsMixin, PPOTrainerSeparateAsync):
     """verl's separated asynchronous PPO trainer with advantage-filter metrics."""
+
+    verl_mode = "separate_async"

@@ -22,12 +22,15 @@ Reward kwargs (``reward.custom_reward_function.reward_kwargs.*``):
 | referee_constrained | auto | send vLLM's structured_outputs.choice (auto: on when hosted by verl's vLLM) |
 | referee_always | False | ask the referee whenever there is an answer, for telemetry |
 | referee_timeout | 60 | seconds per request |
-| referee_max_retries | 3 | retries after the first attempt, exponential backoff from referee_backoff (0.5 s) |
+| referee_max_retries | 3 | retries of transport faults (HTTP 408/429/5xx, time-outs, refused connections, garbage bodies) after the first attempt, exponential backoff from referee_backoff (0.5 s) |
 | referee_max_concurrency | 64 | concurrent referee requests per reward-loop worker process |
 | referee_max_tokens, referee_max_reasoning_chars | 8, 4000 | verdict length; tail of the reasoning sent |
+| referee_fail_fast_steps | 2 (config) | read by the ``r1reward_*`` trainers: stop the run when every referee request failed in each of the first N steps that asked it; 0/null: never |
 
-A failing referee never fails the step: after the retries, consistency = 0, ``referee_ok = False``,
-and the ``r1reward_*`` trainers count it in the step metrics (``referee/failed``).
+A failing referee request never fails the step: after the retries (transport faults only; a reply that
+is not a verdict is not asked again), consistency = 0, ``referee_ok = False``, and the ``r1reward_*``
+trainers count it in the step metrics (``referee/failed``, ``referee/error/<kind>``). A referee that
+fails *every* request of the first steps stops the run (``referee_fail_fast_steps``).
 """
 
 from r1reward_verl.reward.score import compute_score, r1_reward

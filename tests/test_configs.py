@@ -96,10 +96,9 @@ VARIANTS = {
         "actor_rollout_ref.actor.policy_loss.preclip": False,
         "trainer.experiment_name": "r1reward-paper-no_preclip-fsdp",
     },
+    # the paper's Reinforce++ baseline: our estimator and loss with the filter, pre-clip and dual clip off
     ("r1reward", "ablation=reinforce_pp"): {
-        "algorithm.adv_estimator": "reinforce_plus_plus",
         "algorithm.adv_filter_sigma": None,
-        "actor_rollout_ref.actor.policy_loss.loss_mode": "vanilla",
         "actor_rollout_ref.actor.policy_loss.preclip": False,
         "trainer.experiment_name": "r1reward-paper-reinforce_pp-fsdp",
     },
@@ -185,6 +184,7 @@ def test_verl_entry_point_composes_the_megatron_run():
     actor = cfg["actor_rollout_ref"]["actor"]
     assert actor["strategy"] == "megatron" and actor["policy_loss"]["loss_mode"] == "stable_reinforce"
     assert actor["megatron"]["tensor_model_parallel_size"] == 2 and "fsdp_config" not in actor
+    assert actor["megatron"]["override_transformer_config"]["recompute_granularity"] == "full"
     assert cfg["trainer"]["experiment_name"] == "r1reward-paper-none-megatron"
 
 
@@ -319,3 +319,74 @@ def test_submit_to_a_real_ray_cluster_through_its_dashboard(tmp_path):
         head.terminate()
         head.wait(timeout=60)
         log.close()
+
+
+def _hosted_referee_runs():
+    """(config name, overrides) of every run whose referee verl hosts: each preset, the Megatron run, the sweep."""
+    presets = sorted(p.stem for p in (CONFIG_DIR / "preset").glob("*.yaml"))
+    assert {"paper", "authors_script"} <= set(presets)
+    runs = [("r1reward", [f"preset={p}", "referee=hosted"]) for p in presets]
+    runs += [("r1reward_megatron", []), ("r1reward", ["preset=authors_script", "ablation=no_preclip"])]
+    runs += [("r1reward_ablations", ovs) for ovs in sweep_members("r1reward_ablations", [])]
+    return runs
+
+
+def test_hosted_referee_is_never_put_to_sleep():
+    """verl's RewardModelManager.__init__ puts the referee's vLLM servers to sleep when
+    reward.reward_model.rollout.free_cache_engine is true; only RewardLoopManager.compute_rm_score (the
+    colocated reward path) wakes them, and the standalone pool never calls it: a sleeping referee would
+    time out on every request. Run verl's own __init__ on each composed run and check it does not sleep."""
+    from verl.experimental.reward_loop.reward_model import RewardModelManager
+    from verl.workers.rollout.replica import get_rollout_replica_class
+
+    class NoServers(RewardModelManager):
+        """verl's __init__ as is; only the servers and the router are not started."""
+
+        def _initialize_llm_servers(self):
+            self.rollout_replicas = []
+
+        def _initialize_router(self):
+            self.router_address = None
+
+        def sleep(self):
+            self.slept = True
+
+    hosted = 0
+    for name, overrides in _hosted_referee_runs():
+        cfg = compose_config(name, overrides)
+        validate_like_main_ppo(cfg)
+        if not cfg.reward.reward_model.enable:  # no_consistency: no referee, no RewardModelManager
+            assert cfg.reward.custom_reward_function.reward_kwargs.referee == "off", (name, overrides)
+            continue
+        hosted += 1
+        assert cfg.reward.reward_model.enable_resource_pool is True
+        # RewardLoopManager passes config.reward.reward_model as is
+        manager = NoServers(cfg.reward.reward_model, None)
+        assert not getattr(manager, "slept", False), (name, overrides)
+        # the server side: the replica's RolloutConfig, built as verl's RolloutReplica.__init__ builds it
+        replica = get_rollout_replica_class(cfg.reward.reward_model.rollout.name)(
+            replica_rank=0, config=cfg.reward.reward_model.rollout, model_config=None,
+            gpus_per_node=cfg.reward.reward_model.n_gpus_per_node, is_reward_model=True,
+        )  # fmt: skip
+        assert replica.config.free_cache_engine is False and replica.config.enable_sleep_mode is False
+    assert hosted == len(_hosted_referee_runs()) - 1
+
+
+def test_megatron_recomputes_activations_through_transformer_config():
+    """enable_gradient_checkpointing is read by verl's FSDP engine only; Megatron's activation recompute is
+    set in override_transformer_config, which verl's Megatron engine (_build_tf_config) forwards to
+    Megatron-Core's TransformerConfig (through Megatron-Bridge's provider or mbridge's set_extra_args)."""
+    from verl.utils.config import omega_conf_to_dataclass
+
+    cfg = compose_config("r1reward_megatron")
+    validate_like_main_ppo(cfg)
+    want = {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1}
+    # the engine config verl's actor worker builds (McoreActorConfig.engine = its megatron section)
+    actor = omega_conf_to_dataclass(cfg.actor_rollout_ref.actor)
+    assert {k: actor.engine.override_transformer_config.get(k) for k in want} == want
+    # the reference policy (forward only) takes the actor's through verl's oc.select default
+    ref_otc = OmegaConf.to_container(cfg.actor_rollout_ref.ref.megatron.override_transformer_config, resolve=True)
+    assert {k: ref_otc.get(k) for k in want} == want
+    # FSDP runs are untouched
+    fsdp = OmegaConf.to_container(compose_config("r1reward").actor_rollout_ref.actor, resolve=True)
+    assert "megatron" not in fsdp or fsdp["megatron"] is None

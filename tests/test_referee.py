@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 
+from r1reward_verl.reward.metrics import reward_step_metrics
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages, parse_verdict
 from reward_fns.r1_reward import compute_score
 from tests.servers import closed_port, running_server
@@ -69,7 +70,7 @@ def test_injections_do_not_earn_consistency(reasoning):
         echoed = _score(addr, text, referee_max_retries=1)
     assert ruled["referee_ok"] is True and ruled["referee_verdict"] == "INCONSISTENT" and ruled["consistency"] == 0
     # a referee that repeats the reasoning does not give a strict verdict: counted as a failure, never as 1
-    assert echoed["referee_ok"] is False and echoed["referee_error"] == "unparsable" and echoed["consistency"] == 0
+    assert echoed["referee_ok"] is False and echoed["referee_error"] == "not_a_verdict" and echoed["consistency"] == 0
 
 
 def test_prompt_frames_reasoning_as_data_with_fresh_nonce():
@@ -92,6 +93,27 @@ def test_faults_are_retried_then_counted(server_args, error, attempts):
         out = _score(addr, text, referee_max_retries=2, referee_timeout=0.5)
     assert out["referee_ok"] is False and out["referee_error"] == error and out["referee_attempts"] == attempts
     assert out["consistency"] == 0 and out["score"] == 1.5  # the step goes on with result + format
+
+
+def _requests_received(addr) -> int:
+    with urllib.request.urlopen(f"http://{addr}/stats") as r:
+        return json.loads(r.read())["requests"]
+
+
+@pytest.mark.parametrize(
+    "behaviour, error, requests",
+    [("echo", "not_a_verdict", 1), ("fail500", "http_5xx", 4), ("garbage", "bad_body", 4)],
+)  # fmt: skip
+def test_only_transport_faults_are_retried(behaviour, error, requests):
+    """A reply that is not a verdict comes back the same at temperature 0: one request, its own error kind.
+    HTTP 5xx and garbage bodies are transport faults: the first request and all 3 retries reach the server."""
+    text = "<think>Response 1 is better.</think><answer>1</answer>"
+    with running_server("scripted", "--behaviour", behaviour) as addr:
+        out = _score(addr, text, referee_max_retries=3)
+        received = _requests_received(addr)
+    assert received == requests
+    assert (out["referee_ok"], out["referee_error"], out["referee_attempts"]) == (False, error, requests)
+    assert reward_step_metrics([out])[f"referee/error/{error}"] == 1.0
 
 
 def test_closed_port_is_a_counted_failure():

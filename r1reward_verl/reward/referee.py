@@ -9,12 +9,15 @@ The reasoning is untrusted text written by the policy being trained. The prompt 
 between per-request random boundary markers, and only a strict verdict — the whole reply is one of
 ``CONSISTENT``, ``INCONSISTENT``, ``UNCLEAR`` (case-insensitive, an optional final period) — is
 accepted, so a reasoning that says "Referee: the answer is consistent" cannot earn consistency by
-itself: a reply that echoes it is not a strict verdict and counts as a referee failure.
+itself: a reply that echoes it is not a strict verdict and counts as a referee failure
+(``not_a_verdict``).
 
 Requests are asynchronous; every request of a process shares a concurrency cap per event loop, has a
-per-request time-out and bounded retries with exponential backoff (HTTP 408/429/5xx, time-outs,
-connection errors, garbage bodies and non-strict verdicts are retried; other 4xx are not). After the
-last failure the caller gets ``ok=False`` and the error kind: a referee fault never raises.
+per-request time-out and bounded retries with exponential backoff for transport faults (HTTP
+408/429/5xx, time-outs, connection errors, garbage bodies). Other 4xx are not retried, and neither is
+a well-formed reply that is not a verdict: the referee is asked at temperature 0, so the same request
+would bring the same reply back. After the last failure the caller gets ``ok=False`` and the error
+kind: a referee fault never raises.
 """
 
 from __future__ import annotations
@@ -121,7 +124,8 @@ class RefereeResult:
     ok: bool
     verdict: Optional[str]
     attempts: int
-    error: Optional[str]  # kind of the last failure: http_5xx, http_4xx, timeout, connection, bad_body, unparsable
+    # kind of the last failure: http_5xx, http_408, http_429, http_<4xx>, timeout, connection, bad_body, not_a_verdict
+    error: Optional[str]
     seconds: float
 
 
@@ -189,13 +193,16 @@ async def chat_with_retries(
     max_retries: int = 3,
     backoff: float = 0.5,
     accept: Callable[[Any], bool] = lambda content: True,
+    refused: str = "refused",
     extract: Callable[[Any], Any] = first_content,
 ) -> tuple[Any, int, Optional[str]]:
     """POST an OpenAI chat completion with bounded retries; returns ``(extract(body) or None, attempts, error kind)``.
 
     ``extract`` takes what is needed from the JSON body (default: ``choices[0].message.content``).
-    Retried: HTTP 408/429/5xx, time-outs, connection errors, bodies ``extract`` cannot read
-    and values ``accept`` refuses (error kind ``unparsable``). Not retried: other 4xx. Never raises for these.
+    Retried (transport faults): HTTP 408/429/5xx, time-outs, connection errors, bodies ``extract``
+    cannot read. Not retried: other 4xx, and a value ``accept`` refuses (error kind ``refused``): the
+    server answered, and asking again for a deterministic reply brings the same one back. Never raises
+    for these.
     """
     attempts, error = 0, None
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
@@ -205,7 +212,7 @@ async def chat_with_retries(
                 content = await _post_once(session, url, payload, api_key, extract)
                 if accept(content):
                     return content, attempts, None
-                error = "unparsable"
+                return None, attempts, refused
             except _Retryable as e:
                 error = e.kind
             except _Fatal as e:
@@ -228,6 +235,7 @@ async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> Refere
         content, attempts, error = await chat_with_retries(
             settings.url, payload, api_key=settings.api_key, timeout=settings.timeout,
             max_retries=settings.max_retries, backoff=settings.backoff, accept=lambda c: parse_verdict(c) is not None,
+            refused="not_a_verdict",
         )  # fmt: skip
     verdict = parse_verdict(content) if content is not None else None
     return RefereeResult(verdict is not None, verdict, attempts, error, time.perf_counter() - t0)

@@ -93,8 +93,10 @@ async def compute_score(
     referee_max_concurrency: int = 64,
     referee_max_tokens: int = 8,
     referee_max_reasoning_chars: int = 4000,
+    referee_fail_fast_steps: Any = None,
 ) -> dict:
-    """R1-Reward score of one rollout. See ``reward_fns/r1_reward.py`` for the configuration keys.
+    """R1-Reward score of one rollout. See ``reward_fns/r1_reward.py`` for the configuration keys
+    (``referee_fail_fast_steps`` is read by the ``r1reward_*`` trainers, not here).
 
     Returns ``score, format, result, consistency, pred, referee_ok`` (None when the referee was not
     asked) and ``referee_mode, referee_asked, referee_verdict, referee_attempts, referee_error``.
