@@ -63,6 +63,9 @@ LIKELY_CAUSES = """Likely causes:
     referee=endpoint reads reward.custom_reward_function.reward_kwargs.referee_base_url / R1R_REFEREE_URL;
   - time-outs (error 'timeout'): the referee is asleep, still loading, overloaded or slower than
     referee_timeout; raise referee_timeout or lower referee_max_concurrency;
+  - a referee prompt longer than the referee's max_model_len (HTTP 400 from vLLM, counted as the router's
+    http_5xx when hosted): raise reward.reward_model.rollout.prompt_length / max_model_len, or lower
+    referee_max_reasoning_chars;
   - a wrong model name (HTTP 404/400: referee_model must be a model the server serves) or API key
     (HTTP 401/403: referee_api_key_env names the variable holding it);
   - replies that are not a verdict (error 'not_a_verdict'): not an instruction-following model, or a server

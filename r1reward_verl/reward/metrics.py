@@ -34,4 +34,26 @@ def reward_step_metrics(infos: Iterable[dict]) -> dict[str, float]:
     }
     for kind, count in Counter(i.get("referee_error") for i in failed).items():
         metrics[f"referee/error/{kind}"] = float(count)
+    metrics.update(reward_overlap_metrics(infos))
     return metrics
+
+
+def reward_overlap_metrics(infos: list[dict]) -> dict[str, float]:
+    """How much of the reward work (referee included) hid behind generation, from each rollout's
+    ``reward_t0`` / ``reward_t1`` (verl's reward loop scores a rollout as soon as it is generated).
+
+    reward/busy_s: serial sum of the reward calls; reward/tail_wait_s: time from the last reward start
+    (= the last rollout's end) to the last reward end, i.e. reward time the step waited for after
+    generation; reward/overlap_frac: share of busy_s spent before the last rollout ended.
+    """
+    spans = [(float(i["reward_t0"]), float(i["reward_t1"])) for i in infos if "reward_t0" in i and "reward_t1" in i]
+    if not spans:
+        return {}
+    gen_end = max(t0 for t0, _ in spans)
+    busy = sum(t1 - t0 for t0, t1 in spans)
+    hidden = sum(max(0.0, min(t1, gen_end) - t0) for t0, t1 in spans)
+    return {
+        "reward/busy_s": busy,
+        "reward/tail_wait_s": max(t1 for _, t1 in spans) - gen_end,
+        "reward/overlap_frac": hidden / busy if busy > 0 else 1.0,
+    }

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from typing import Any, Optional
 
+from r1reward_verl.openai_client import api_key_from_env
 from r1reward_verl.reward.parse import parse_output
-from r1reward_verl.reward.referee import (
-    RefereeSettings,
-    api_key_from_env,
-    ask_referee,
-    build_referee_messages,
-)
+from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
 
 CONSISTENCY_OF_VERDICT = {"CONSISTENT": 1.0, "UNCLEAR": 0.0}  # INCONSISTENT -> mismatch_value
 
@@ -99,8 +97,10 @@ async def compute_score(
     (``referee_fail_fast_steps`` is read by the ``r1reward_*`` trainers, not here).
 
     Returns ``score, format, result, consistency, pred, referee_ok`` (None when the referee was not
-    asked) and ``referee_mode, referee_asked, referee_verdict, referee_attempts, referee_error``.
+    asked) and ``referee_mode, referee_asked, referee_verdict, referee_attempts, referee_error``, and the
+    wall-clock start/end of this call, ``reward_t0`` / ``reward_t1`` (for the overlap metrics).
     """
+    started = time.time()  # reward_t0/t1: when this rollout's reward began (its generation ended) and ended
     label = _label(ground_truth)
     parsed = parse_output(solution_str or "")
     fmt = 1.0 if parsed.format_ok else 0.0
@@ -133,4 +133,6 @@ async def compute_score(
         "consistency": consistency,
         "pred": parsed.pred,
         **out,
+        "reward_t0": started,
+        "reward_t1": time.time(),
     }

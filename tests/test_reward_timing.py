@@ -1,0 +1,26 @@
+"""Reward-timing step metrics: how much reward/referee work hid behind generation."""
+
+import asyncio
+
+import pytest
+
+from r1reward_verl.reward.metrics import reward_overlap_metrics, reward_step_metrics
+from r1reward_verl.reward.score import compute_score
+
+
+def test_overlap_metrics_from_known_spans():
+    # rollouts end (rewards start) at 0, 1, 2, 4; rewards take 1, 1, 3, 0.5 s
+    spans = [(0.0, 1.0), (1.0, 2.0), (2.0, 5.0), (4.0, 4.5)]
+    got = reward_overlap_metrics([{"reward_t0": a, "reward_t1": b} for a, b in spans])
+    assert got["reward/busy_s"] == pytest.approx(5.5)
+    assert got["reward/tail_wait_s"] == pytest.approx(1.0)  # last reward ends at 5, last rollout at 4
+    assert got["reward/overlap_frac"] == pytest.approx((1 + 1 + 2 + 0) / 5.5)
+    assert reward_overlap_metrics([{"result": 1.0}]) == {}
+
+
+def test_compute_score_records_its_span_and_the_step_metrics_use_it():
+    out = asyncio.run(compute_score("r1", "<think>Response 1 is right.</think><answer>1</answer>", "1",
+                                    extra_info={"question": "q"}, referee="off"))  # fmt: skip
+    assert out["reward_t0"] <= out["reward_t1"]
+    metrics = reward_step_metrics([out])
+    assert metrics["reward/result_mean"] == 1.0 and metrics["reward/tail_wait_s"] >= 0.0
