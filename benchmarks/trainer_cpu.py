@@ -12,6 +12,8 @@ the step waits for) and ``reward/overlap_frac``. Printed per step and as ratios 
 Goal (issue 11): reward + referee wait <= 10 % of the step.
 """
 
+# benchmarks-test: skip: needs a verl training run (main_ppo on CPU: Ray, vLLM-CPU, minutes)
+
 from __future__ import annotations
 
 import argparse

@@ -12,7 +12,8 @@ pair format plus ``attempts``, ``reasoning``, ``annotator`` and ``swapped``, rea
 
 * Balanced before asking: the two responses are swapped for a seeded half of the rows (exact 1:1
   in input order), so the reasoning is written for the order the SFT data will show.
-* Concurrent with a cap; transport faults are retried with backoff (``--request-retries``) and do
+* Concurrent with a cap, through the shared OpenAI client (``r1reward_verl.openai_client``: one HTTP
+  session for the run); transport faults are retried with backoff (``--request-retries``) and do
   not count as attempts; a row whose requests keep failing is reported and left for the next run.
 * Resumable: the output is append-only JSONL keyed by id, flushed per row; a rerun skips the ids
   already there (a torn last line from a crash is dropped and redone).
@@ -33,9 +34,9 @@ from typing import Optional
 
 from preprocess.pairs import Balancer, swap
 from preprocess.records import BadRow, Pair, base_dir_of, iter_raw_rows, normalize_pair
+from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, image_url_part
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
-from r1reward_verl.reward.referee import RefereeSettings, api_key_from_env, chat_with_retries, image_url_part
 
 
 def openai_messages(p: Pair) -> list[dict]:
@@ -95,7 +96,7 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = load_done(out)
-    url = RefereeSettings.chat_url(base_url)
+    url = chat_url(base_url)
     api_key = api_key_from_env(api_key_env)
     counts: Counter = Counter()
     errors: Counter = Counter()

@@ -19,7 +19,9 @@ vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest lo
 * ``first``: a position-biased judge for evaluation: answers ``1`` when greedy (temperature 0) and,
   for the ``n`` samples of a request, ``1`` except every third sample (``2``), as
   ``<think>…</think><answer>X</answer>``; ``usage.prompt_tokens`` = whitespace tokens of the prompt.
-``GET /stats`` returns the request count and the peak number of requests in flight.
+``GET /stats`` returns the request count, the peak number of requests in flight and the number of
+TCP connections the requests came on (distinct client addresses: a client that reuses its
+connections shows few).
 """
 
 
@@ -78,8 +80,9 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
     from fastapi.responses import JSONResponse, PlainTextResponse
 
     app = FastAPI()
-    stats = {"requests": 0, "in_flight": 0, "peak_in_flight": 0}
+    stats = {"requests": 0, "in_flight": 0, "peak_in_flight": 0, "connections": 0}
     seen: dict[str, int] = {}
+    peers: set = set()  # (host, port) of the client side of each TCP connection
 
     @app.get("/health")
     async def health():
@@ -94,6 +97,8 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
         body = await request.json()
         stats["requests"] += 1
         n = stats["requests"]
+        peers.add((request.client.host, request.client.port) if request.client else None)
+        stats["connections"] = len(peers)
         stats["in_flight"] += 1
         stats["peak_in_flight"] = max(stats["peak_in_flight"], stats["in_flight"])
         try:

@@ -82,7 +82,7 @@ def test_unknown_reward_kwarg_is_an_error():
 
 
 def test_long_and_pathological_outputs():
-    """Correct answers on 200,000-character inputs (speed is measured in benchmarks/referee.py, not here)."""
+    """Correct answers on 200,000-character inputs (speed is measured in benchmarks/bench_referee.py, not here)."""
     long_think = "<think>" + ("Response 1 is better because. " * 7000)[:200_000] + "</think><answer>1</answer>"
     assert parse_output(long_think).format_ok and parse_output(long_think).pred == 1
     many_tags = "<think>" + "<answer>" * 25_000 + "</think>" * 25_000

@@ -4,7 +4,7 @@ Both take the same requests (chat messages with images / a video and the Table 1
 the greedy output and ``n`` sampled outputs. A request with ``n`` samples processes its prompt ONCE:
 vLLM by ``SamplingParams(n=...)`` (its sequences share the prompt's KV cache); transformers by one
 prefill whose KV cache is repeated for the ``n`` samples. Each result says how many prompt tokens the
-backend processed for it (``prompt_tokens``), so the saving can be measured (``benchmarks/eval.py``).
+backend processed for it (``prompt_tokens``), so the saving can be measured (``benchmarks/bench_eval.py``).
 """
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ class OpenAIBackend:
     One request per prompt with ``n`` samples (the server processes the prompt once); the greedy
     output is a second request at temperature 0. Images (and video frames, as a sequence of images)
     go as base64 PNG ``image_url`` parts. Requests run concurrently up to ``concurrency``, with a
-    time-out and bounded retries (``r1reward_verl.reward.referee.chat_with_retries``); a request that
-    still fails leaves its outputs empty (parsed as unparsable, counted in ``failed_requests``).
+    time-out and bounded retries (``r1reward_verl.openai_client.chat_with_retries``, one HTTP session
+    per ``run``); a request that still fails leaves its outputs empty (parsed as unparsable, counted in
+    ``failed_requests``).
     ``prompt_tokens`` comes from the server's ``usage``. The API key is read from the environment
     variable named ``api_key_env``.
     """
@@ -173,9 +174,9 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: Optional[str] = None, *, api_key_env: Optional[str] = None,
                  max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0, concurrency: int = 16,
                  timeout: float = 300.0, max_retries: int = 3, backoff: float = 1.0):  # fmt: skip
-        from r1reward_verl.reward.referee import RefereeSettings, api_key_from_env
+        from r1reward_verl.openai_client import api_key_from_env, chat_url
 
-        self.url = RefereeSettings.chat_url(base_url)
+        self.url = chat_url(base_url)
         self.model = model
         self.api_key = api_key_from_env(api_key_env)
         if api_key_env and not self.api_key:
@@ -188,7 +189,7 @@ class OpenAIBackend:
     def _image_part(img) -> dict:
         import io
 
-        from r1reward_verl.reward.referee import image_url_part
+        from r1reward_verl.openai_client import image_url_part
 
         buf = io.BytesIO()
         img.save(buf, format="PNG")
@@ -210,7 +211,7 @@ class OpenAIBackend:
         return out
 
     async def _ask(self, messages: list[dict], n: int, temperature: float, sem) -> tuple[list[str], int]:
-        from r1reward_verl.reward.referee import chat_with_retries
+        from r1reward_verl.openai_client import chat_with_retries
 
         payload = {"messages": messages, "n": n, "temperature": temperature, "top_p": self.top_p,
                    "max_tokens": self.max_new_tokens}  # fmt: skip

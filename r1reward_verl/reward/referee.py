@@ -12,28 +12,26 @@ accepted, so a reasoning that says "Referee: the answer is consistent" cannot ea
 itself: a reply that echoes it is not a strict verdict and counts as a referee failure
 (``not_a_verdict``).
 
-Requests are asynchronous; every request of a process shares a concurrency cap per event loop, has a
-per-request time-out and bounded retries with exponential backoff for transport faults (HTTP
-408/429/5xx, time-outs, connection errors, garbage bodies). Other 4xx are not retried, and neither is
-a well-formed reply that is not a verdict: the referee is asked at temperature 0, so the same request
-would bring the same reply back. After the last failure the caller gets ``ok=False`` and the error
-kind: a referee fault never raises.
+Requests go through the shared OpenAI client (``r1reward_verl.openai_client``: one HTTP session per
+event loop). They are asynchronous; every request of a process shares a concurrency cap per event
+loop, has a per-request time-out and bounded retries with exponential backoff for transport faults
+(HTTP 408/429/5xx, time-outs, connection errors, garbage bodies). Other 4xx are not retried, and
+neither is a well-formed reply that is not a verdict: the referee is asked at temperature 0, so the
+same request would bring the same reply back. After the last failure the caller gets ``ok=False``
+and the error kind: a referee fault never raises.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import random
 import re
 import secrets
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-import aiohttp
+from r1reward_verl.openai_client import chat_url, chat_with_retries
 
 VERDICTS = ("CONSISTENT", "INCONSISTENT", "UNCLEAR")
 _VERDICT_RE = re.compile(r"(CONSISTENT|INCONSISTENT|UNCLEAR)\.?", re.IGNORECASE)
@@ -106,17 +104,7 @@ class RefereeSettings:
     constrained: bool = False  # send vLLM's structured_outputs.choice with the three verdicts
     max_reasoning_chars: int = 4000
 
-    @staticmethod
-    def chat_url(base_or_address: str) -> str:
-        """``host:port`` (verl's router), ``http://h:p``, ``.../v1`` or a full ``.../chat/completions`` URL."""
-        u = base_or_address.strip().rstrip("/")
-        if not u.startswith(("http://", "https://")):
-            u = "http://" + u
-        if u.endswith("/chat/completions"):
-            return u
-        if not u.endswith("/v1"):
-            u += "/v1"
-        return u + "/chat/completions"
+    chat_url = staticmethod(chat_url)  # the client's, kept here for callers that build settings
 
 
 @dataclass
@@ -144,85 +132,6 @@ def _semaphore(limit: int) -> asyncio.Semaphore:
     return entry[1]
 
 
-class _Retryable(Exception):
-    def __init__(self, kind: str):
-        super().__init__(kind)
-        self.kind = kind
-
-
-class _Fatal(Exception):
-    def __init__(self, kind: str):
-        super().__init__(kind)
-        self.kind = kind
-
-
-def first_content(body: Any) -> str:
-    """``choices[0].message.content`` of an OpenAI chat completion (raises on any other shape)."""
-    content = body["choices"][0]["message"]["content"]
-    if not isinstance(content, str):
-        raise TypeError("content is not a string")
-    return content
-
-
-async def _post_once(session: aiohttp.ClientSession, url: str, payload: dict, api_key: Optional[str],
-                     extract: Callable[[Any], Any] = first_content) -> Any:  # fmt: skip
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        async with session.post(url, json=payload, headers=headers) as resp:
-            body = await resp.read()
-            if resp.status in (408, 429) or resp.status >= 500:
-                raise _Retryable(f"http_{resp.status // 100}xx" if resp.status >= 500 else f"http_{resp.status}")
-            if resp.status >= 400:
-                raise _Fatal(f"http_{resp.status}")
-    except asyncio.TimeoutError:
-        raise _Retryable("timeout") from None
-    except aiohttp.ClientError:
-        raise _Retryable("connection") from None
-    try:
-        return extract(json.loads(body))
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise _Retryable("bad_body") from None
-
-
-async def chat_with_retries(
-    url: str,
-    payload: dict,
-    *,
-    api_key: Optional[str] = None,
-    timeout: float = 60.0,
-    max_retries: int = 3,
-    backoff: float = 0.5,
-    accept: Callable[[Any], bool] = lambda content: True,
-    refused: str = "refused",
-    extract: Callable[[Any], Any] = first_content,
-) -> tuple[Any, int, Optional[str]]:
-    """POST an OpenAI chat completion with bounded retries; returns ``(extract(body) or None, attempts, error kind)``.
-
-    ``extract`` takes what is needed from the JSON body (default: ``choices[0].message.content``).
-    Retried (transport faults): HTTP 408/429/5xx, time-outs, connection errors, bodies ``extract``
-    cannot read. Not retried: other 4xx, and a value ``accept`` refuses (error kind ``refused``): the
-    server answered, and asking again for a deterministic reply brings the same one back. Never raises
-    for these.
-    """
-    attempts, error = 0, None
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        for attempt in range(max_retries + 1):
-            attempts = attempt + 1
-            try:
-                content = await _post_once(session, url, payload, api_key, extract)
-                if accept(content):
-                    return content, attempts, None
-                return None, attempts, refused
-            except _Retryable as e:
-                error = e.kind
-            except _Fatal as e:
-                return None, attempts, e.kind
-            if attempt < max_retries:
-                delay = min(backoff * (2**attempt), 8.0)
-                await asyncio.sleep(delay * (0.5 + random.random() / 2))
-    return None, attempts, error
-
-
 async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> RefereeResult:
     """Ask the referee; never raises for referee faults. Retries as described in the module docstring."""
     payload: dict[str, Any] = {"messages": messages, "temperature": 0.0, "max_tokens": settings.max_tokens}
@@ -240,21 +149,3 @@ async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> Refere
     verdict = parse_verdict(content) if content is not None else None
     return RefereeResult(verdict is not None, verdict, attempts, error, time.perf_counter() - t0)
 
-
-def image_url_part(data: bytes) -> dict:
-    """An image (encoded bytes) as an OpenAI chat ``image_url`` content part with a data URI."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        mime = Image.MIME.get(im.format, "image/png")
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
-
-
-def api_key_from_env(var: Optional[str]) -> Optional[str]:
-    """The API key from the named environment variable (never from a config file)."""
-    if not var:
-        return None
-    return os.environ.get(var) or None

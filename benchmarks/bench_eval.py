@@ -1,6 +1,6 @@
 """Prompt tokens processed for voting@k: one request with n = k against k separate requests, from one run.
 
-    .venv/bin/python benchmarks/eval.py [--pairs 12 --k 8 --new-tokens 4]
+    .venv/bin/python benchmarks/bench_eval.py [--quick | --pairs 12 --k 8 --new-tokens 4]
 
 The tiny Qwen2.5-VL on CPU (transformers backend) answers the first ``--pairs`` pairs of the real
 MM-RLHF-RewardBench file (stand-in images and 8-frame videos drawn in a temporary folder) with ``k``
@@ -25,7 +25,12 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=12)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=4)
+    ap.add_argument("--quick", action="store_true",
+                    help="smallest sizes: a smoke run whose numbers mean nothing (tests/test_benchmarks.py runs it)")
     args = ap.parse_args(argv)
+    if args.quick:  # the small sizes become the defaults; sizes given explicitly still win
+        ap.set_defaults(**{"pairs": 2, "k": 2, "new_tokens": 2})
+        args = ap.parse_args(argv)
 
     from r1reward_verl.eval.backends import TransformersBackend
     from r1reward_verl.eval.fixtures import make_media

@@ -1,6 +1,6 @@
 """Referee concurrency and parsing throughput, from one run.
 
-    .venv/bin/python benchmarks/referee.py [--rollouts 512 --latency 0.05 --outputs 10000]
+    .venv/bin/python benchmarks/bench_referee.py [--quick | --rollouts 512 --latency 0.05 --outputs 10000]
 
 1. Starts the scripted OpenAI-compatible referee on 127.0.0.1 with a fixed latency per request,
    scores ``--rollouts`` rollouts whose result is 1 (so each asks the referee) all at once, as
@@ -39,7 +39,12 @@ def main(argv=None):
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=512, help="referee_max_concurrency")
     parser.add_argument("--outputs", type=int, default=10_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="smallest sizes: a smoke run whose numbers mean nothing (tests/test_benchmarks.py runs it)")
     args = parser.parse_args(argv)
+    if args.quick:  # the small sizes become the defaults; sizes given explicitly still win
+        parser.set_defaults(**{"rollouts": 32, "latency": 0.01, "outputs": 200})
+        args = parser.parse_args(argv)
     rng = random.Random(0)
 
     outputs = [typical_output(rng, 1) for _ in range(args.rollouts)]

@@ -1,6 +1,6 @@
 """Streaming converter vs a load-everything pandas baseline, from one run: rows/s and peak RSS.
 
-    .venv/bin/python benchmarks/preprocess.py [--rows 200000 --small-rows 50000 --images 2000 --workdir /tmp/r1r-bench]
+    .venv/bin/python benchmarks/bench_preprocess.py [--quick | --rows 200000 --small-rows 50000 --images 2000 --workdir /tmp/r1r-bench]
 
 Generates pair-format JSONL with small PNG images (a pool of ``--images`` files, each referenced by
 several pairs, as in real preference sets where one image has several response pairs), then runs,
@@ -101,7 +101,12 @@ def main(argv=None):
     parser.add_argument("--small-rows", type=int, default=50_000)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workdir", default="/tmp/r1r-bench")
+    parser.add_argument("--quick", action="store_true",
+                        help="smallest sizes: a smoke run whose numbers mean nothing (tests/test_benchmarks.py runs it)")
     args = parser.parse_args(argv)
+    if args.quick:  # the small sizes become the defaults; sizes given explicitly still win
+        parser.set_defaults(**{"rows": 1000, "small_rows": 250, "images": 20})
+        args = parser.parse_args(argv)
     wd = Path(args.workdir)
     wd.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

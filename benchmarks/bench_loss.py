@@ -1,6 +1,6 @@
 """Cost of the StableReinforce loss relative to verl's ``vanilla`` PPO loss, from one run.
 
-    .venv/bin/python benchmarks/loss.py [--rows 256 --cols 4096 --repeats 30]
+    .venv/bin/python benchmarks/bench_loss.py [--quick | --rows 256 --cols 4096 --repeats 30]
 
 Both losses run on the same fp32 (rows x cols) tensors, forward + backward, through the functions
 verl's ``ppo_loss`` calls (``get_policy_loss_fn``), alternating so machine noise hits both alike.
@@ -39,7 +39,12 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--cols", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quick", action="store_true",
+                        help="smallest sizes: a smoke run whose numbers mean nothing (tests/test_benchmarks.py runs it)")
     args = parser.parse_args(argv)
+    if args.quick:  # the small sizes become the defaults; sizes given explicitly still win
+        parser.set_defaults(**{"rows": 16, "cols": 256, "repeats": 3})
+        args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     shape = (args.rows, args.cols)

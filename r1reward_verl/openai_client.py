@@ -1,0 +1,167 @@
+"""The OpenAI-compatible chat-completions client shared by the consistency referee
+(``r1reward_verl.reward.referee``), the cold-start annotator (``preprocess.annotate``) and the
+evaluation backend (``r1reward_verl.eval.backends.OpenAIBackend``).
+
+* One ``aiohttp.ClientSession`` per event loop, i.e. per worker: verl's reward-loop worker runs one
+  loop for its life, the annotator and the evaluation one ``asyncio.run`` each. Its connection pool
+  keeps connections alive across requests instead of opening one per request. The pool has no cap of
+  its own (``limit=0``): callers cap their requests in flight (``referee_max_concurrency``,
+  ``--concurrency``). Idle connections are dropped after 4 s, before the 5 s after which uvicorn-based
+  servers (vLLM, SGLang) close them, so a request rarely meets a connection the server just closed
+  (and if it does, it is a ``connection`` fault and retried). The session is closed when its loop is
+  shut down by ``asyncio.run`` (``loop.shutdown_asyncgens``).
+* ``chat_with_retries``: a per-request time-out and bounded retries with exponential backoff for
+  transport faults (HTTP 408/429/5xx, time-outs, connection errors, bodies that cannot be read); other
+  4xx and replies the caller refuses (``accept``) are not retried. Never raises for these: it returns
+  the error kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import random
+from typing import Any, AsyncIterator, Callable, Optional
+
+import aiohttp
+
+KEEPALIVE_S = 4.0  # below uvicorn's default timeout_keep_alive (5 s), which vLLM and SGLang servers use
+
+# event loop -> (its session, the async generator that closes it at the loop's shutdown)
+_SESSIONS: dict[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, Any]] = {}
+
+
+def chat_url(base_or_address: str) -> str:
+    """``host:port`` (verl's router), ``http://h:p``, ``.../v1`` or a full ``.../chat/completions`` URL."""
+    u = base_or_address.strip().rstrip("/")
+    if not u.startswith(("http://", "https://")):
+        u = "http://" + u
+    if u.endswith("/chat/completions"):
+        return u
+    if not u.endswith("/v1"):
+        u += "/v1"
+    return u + "/chat/completions"
+
+
+def api_key_from_env(var: Optional[str]) -> Optional[str]:
+    """The API key from the named environment variable (never from a config file)."""
+    if not var:
+        return None
+    return os.environ.get(var) or None
+
+
+def image_url_part(data: bytes) -> dict:
+    """An image (encoded bytes) as an OpenAI chat ``image_url`` content part with a data URI."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        mime = Image.MIME.get(im.format, "image/png")
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
+
+
+def first_content(body: Any) -> str:
+    """``choices[0].message.content`` of an OpenAI chat completion (raises on any other shape)."""
+    content = body["choices"][0]["message"]["content"]
+    if not isinstance(content, str):
+        raise TypeError("content is not a string")
+    return content
+
+
+async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    """Held open while the loop runs; the loop's ``shutdown_asyncgens`` (run by ``asyncio.run``) closes it."""
+    try:
+        yield
+    finally:
+        if _SESSIONS.get(loop, (None,))[0] is session:
+            del _SESSIONS[loop]
+        await session.close()
+
+
+async def session() -> aiohttp.ClientSession:
+    """The session of the running event loop, made at its first use."""
+    loop = asyncio.get_running_loop()
+    entry = _SESSIONS.get(loop)
+    if entry is not None and not entry[0].closed:
+        return entry[0]
+    for other in [lp for lp in list(_SESSIONS) if lp.is_closed()]:  # loops closed without shutdown_asyncgens
+        _SESSIONS.pop(other, None)
+    s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S))
+    closer = _close_at_shutdown(loop, s)
+    _SESSIONS[loop] = (s, closer)
+    await closer.__anext__()  # first iterated inside the loop: the loop now tracks it and closes it at shutdown
+    return s
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+class _Fatal(Exception):
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+async def _post_once(s: aiohttp.ClientSession, url: str, payload: dict, api_key: Optional[str], timeout: float,
+                     extract: Callable[[Any], Any]) -> Any:  # fmt: skip
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with s.post(url, json=payload, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            if resp.status in (408, 429) or resp.status >= 500:
+                raise _Retryable(f"http_{resp.status // 100}xx" if resp.status >= 500 else f"http_{resp.status}")
+            if resp.status >= 400:
+                raise _Fatal(f"http_{resp.status}")
+    except asyncio.TimeoutError:
+        raise _Retryable("timeout") from None
+    except aiohttp.ClientError:
+        raise _Retryable("connection") from None
+    try:
+        return extract(json.loads(body))
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise _Retryable("bad_body") from None
+
+
+async def chat_with_retries(
+    url: str,
+    payload: dict,
+    *,
+    api_key: Optional[str] = None,
+    timeout: float = 60.0,
+    max_retries: int = 3,
+    backoff: float = 0.5,
+    accept: Callable[[Any], bool] = lambda content: True,
+    refused: str = "refused",
+    extract: Callable[[Any], Any] = first_content,
+) -> tuple[Any, int, Optional[str]]:
+    """POST an OpenAI chat completion with bounded retries; returns ``(extract(body) or None, attempts, error kind)``.
+
+    ``extract`` takes what is needed from the JSON body (default: ``choices[0].message.content``).
+    Retried (transport faults): HTTP 408/429/5xx, time-outs (``timeout`` seconds per request, all of
+    it), connection errors, bodies ``extract`` cannot read; the delay before retry r (0-based) is
+    ``min(backoff * 2**r, 8)`` seconds times a random factor in [0.5, 1]. Not retried: other 4xx, and a
+    value ``accept`` refuses (error kind ``refused``): the server answered, and asking again for a
+    deterministic reply brings the same one back. Never raises for these.
+    """
+    s = await session()
+    attempts, error = 0, None
+    for attempt in range(max_retries + 1):
+        attempts = attempt + 1
+        try:
+            content = await _post_once(s, url, payload, api_key, timeout, extract)
+            if accept(content):
+                return content, attempts, None
+            return None, attempts, refused
+        except _Retryable as e:
+            error = e.kind
+        except _Fatal as e:
+            return None, attempts, e.kind
+        if attempt < max_retries:
+            delay = min(backoff * (2**attempt), 8.0)
+            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+    return None, attempts, error

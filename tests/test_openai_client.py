@@ -1,0 +1,83 @@
+"""The shared OpenAI-compatible client (``r1reward_verl.openai_client``): one aiohttp session per event
+loop, reused by the referee, the annotator and the evaluation backend, counted at a live scripted
+server on 127.0.0.1 (``/stats`` counts the TCP connections the requests came on)."""
+
+import asyncio
+import gc
+import json
+import urllib.request
+import warnings
+
+from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
+from tests.servers import running_server
+from tests.test_annotate import rows
+from tests.test_preprocess import write_jsonl
+
+
+def _stats(addr) -> dict:
+    with urllib.request.urlopen(f"http://{addr}/stats") as r:
+        return json.loads(r.read())
+
+
+def test_referee_requests_share_one_session_per_event_loop():
+    """40 referee requests of one worker (one event loop): 20 one after another, then 20 at once under a
+    cap of 4. One session keeps its connections: 1 for the serial ones, at most the cap for the rest."""
+    with running_server("scripted", "--behaviour", "rule") as addr:
+        settings = RefereeSettings(url=RefereeSettings.chat_url(addr), max_concurrency=4)
+        msgs = build_referee_messages("Q", "Response 1 is better", 1)
+
+        async def worker():
+            serial = [await ask_referee(settings, msgs) for _ in range(20)]
+            after_serial = _stats(addr)["connections"]
+            batch = await asyncio.gather(*[ask_referee(settings, msgs) for _ in range(20)])
+            return serial + list(batch), after_serial
+
+        results, after_serial = asyncio.run(worker())
+        stats = _stats(addr)
+    assert all(r.ok and r.verdict == "CONSISTENT" and r.attempts == 1 for r in results)
+    assert stats["requests"] == 40
+    assert after_serial == 1, after_serial  # one connection, kept alive by one session
+    assert stats["connections"] <= 4, stats  # never more than the cap: the pool reuses idle connections
+
+
+def test_session_is_closed_with_its_event_loop_and_a_new_loop_gets_a_new_one():
+    from r1reward_verl import openai_client
+
+    async def grab():
+        a, b = await openai_client.session(), await openai_client.session()
+        assert a is b and not a.closed
+        return a
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = asyncio.run(grab())
+        second = asyncio.run(grab())
+        assert first is not second
+        assert first.closed and second.closed  # closed when asyncio.run shut its loop down
+        del first, second
+        gc.collect()
+    assert not [w for w in caught if "nclosed" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_annotator_reuses_connections(tmp_path):
+    from preprocess.annotate import annotate
+
+    src = write_jsonl(tmp_path / "in.jsonl", rows(16, lambda i: 1 + i % 3))  # 1 + 2 + 3 asks per row
+    with running_server("scripted", "--behaviour", "judge") as addr:
+        s = asyncio.run(annotate([str(src)], tmp_path / "ann.jsonl", base_url=f"http://{addr}/v1", concurrency=2,
+                                 backoff=0.01, progress=False))  # fmt: skip
+        stats = _stats(addr)
+    assert s["annotated"] == 16 and s["request_failed"] == 0
+    assert stats["requests"] == 31 and stats["connections"] <= 2, stats
+
+
+def test_evaluation_backend_reuses_connections():
+    from r1reward_verl.eval.backends import OpenAIBackend, Request
+
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "Which is better?"}]}]
+    with running_server("scripted", "--behaviour", "first") as addr:
+        backend = OpenAIBackend(f"http://{addr}/v1", "judge", concurrency=3, backoff=0.01)
+        out = backend.run([Request(msgs, [], None, True, 3) for _ in range(12)], progress=False)
+        stats = _stats(addr)
+    assert backend.failed_requests == 0 and all(r.greedy.endswith("<answer>1</answer>") and len(r.samples) == 3 for r in out)
+    assert stats["requests"] == 24 and stats["connections"] <= 3, stats
