@@ -1,7 +1,8 @@
 """Preference pairs -> verl parquet for RL (``RLHFDataset``) and SFT (``MultiTurnSFTDataset``), streaming.
 
-    python -m preprocess.pairs --input pairs.jsonl [--input more.parquet | yifanzhang114/R1-Reward-RL] --out DIR
-        [--val-fraction 0.02] [--seed 0] [--skip-invalid] [--difficulty-filter] [--no-dedup] [--sft-out SFT_DIR]
+    python -m preprocess.pairs --input pairs.jsonl [--input more.parquet | SHARDS_DIR | yifanzhang114/R1-Reward-RL]
+        --out DIR [--val-fraction 0.02] [--seed 0] [--skip-invalid] [--allow-empty] [--difficulty-filter] [--no-dedup]
+        [--sft-out SFT_DIR]
 
 Writes ``DIR/train.parquet`` and ``DIR/val.parquet`` (RL) and, with ``--sft-out``, ``SFT_DIR/train.parquet``
 and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summary.json`` in all cases.
@@ -15,8 +16,13 @@ and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summ
 * ``--difficulty-filter``: keep rows the annotator needed >= 2 attempts for, or failed (paper: "RL Training Data").
 * De-duplication of identical pairs (question, both responses in either order, image bytes).
 * The train/val split is a seeded hash of the id, so it is stable whatever the input order or size.
+* Inputs are checked before anything is read: a missing or unsupported one stops the run with one
+  line naming it (exit code 2); a directory stands for its data files (e.g. a data set's parquet
+  shards). An input with no rows stops the run (``no rows read from FILE``) unless ``--allow-empty``,
+  which counts it (``empty_inputs``).
 * Bad input stops with an error naming the file and row; ``--skip-invalid`` skips and counts it by
-  reason. Always: read = written + rejected, printed and saved in ``summary.json``.
+  reason (e.g. ``identical_responses``: the two responses are the same text, whitespace aside, so
+  there is nothing to prefer). Always: read = written + rejected, printed and saved in ``summary.json``.
 * Streaming: rows are read in batches and written in row groups, with memory bounded by the batch
   size (plus a 16-byte digest per row for de-duplication and duplicate ids). Outputs are written to
   temporary files and renamed at the end, so a crash never leaves a file that looks whole.
@@ -45,6 +51,7 @@ from preprocess.records import (
     RawRow,
     base_dir_of,
     detect_format,
+    expand_sources,
     iter_raw_rows,
     normalize_pair,
     normalize_r1reward_rl,
@@ -82,7 +89,8 @@ SFT_SCHEMA = pa.schema([("messages", MESSAGES_TYPE), ("images", IMAGE_TYPE), ("i
 
 
 class InvalidInput(Exception):
-    """Bad input without --skip-invalid: names the file, the row and the reason."""
+    """Bad input without --skip-invalid (names the file, the row and the reason), an unsupported input, or
+    an empty one without --allow-empty (names the file)."""
 
 
 @dataclass
@@ -97,6 +105,7 @@ class Summary:
     resized_images: int = 0
     sft_written: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # first file:row per rejection reason
+    empty_inputs: list = field(default_factory=list)  # inputs with no rows (--allow-empty)
 
     def as_dict(self) -> dict:
         return {
@@ -112,6 +121,7 @@ class Summary:
             "sanitized_placeholders": self.sanitized,
             "resized_images": self.resized_images,
             "sft_written_by_split": dict(self.sft_written),
+            "empty_inputs": self.empty_inputs,
             "balanced": self.read == sum(self.written.values()) + sum(self.rejected.values()),
         }
 
@@ -295,6 +305,7 @@ def convert(
     val_fraction: float = 0.02,
     seed: int = 0,
     skip_invalid: bool = False,
+    allow_empty: bool = False,
     difficulty_filter: bool = False,
     dedup: bool = True,
     data_source: str = "r1reward",
@@ -304,9 +315,17 @@ def convert(
     workers: int = 1,
     max_pixels: Optional[int] = None,
 ) -> dict:
-    """Convert ``inputs`` into verl parquet under ``out`` (see the module docstring). Returns the summary."""
+    """Convert ``inputs`` into verl parquet under ``out`` (see the module docstring). Returns the summary.
+
+    Raises FileNotFoundError for a missing input and InvalidInput for an unsupported or empty one, both
+    before anything is written, and InvalidInput for a bad row (unless ``skip_invalid``).
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    try:
+        sources = expand_sources(inputs)
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
@@ -340,8 +359,9 @@ def convert(
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         pool = ctx.Pool(workers, initializer=records.set_max_pixels, initargs=(max_pixels,))
     try:
-        for source in inputs:
+        for source in sources:
             base_dir = base_dir_of(source)
+            read_before = summary.read
             for raw, pair in _normalized(iter_raw_rows(source), fmt, base_dir, pool, workers):
                 summary.read += 1
                 if bar is not None:
@@ -382,6 +402,10 @@ def convert(
                 index += 1
                 summary.written[split] += 1
                 summary.labels[split][pair.preferred] += 1
+            if summary.read == read_before:
+                if not allow_empty:
+                    raise InvalidInput(f"no rows read from {source} (use --allow-empty to accept an empty input)")
+                summary.empty_inputs.append(source)
         for w in (*writers.values(), *sft_writers.values()):
             w.commit()
     except BaseException:
@@ -404,13 +428,17 @@ def convert(
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Preference pairs -> verl parquet (RL and SFT).")
     parser.add_argument("--input", action="append", required=True,
-                        help="a .jsonl/.parquet file in the pair format or R1-Reward-RL's, or a hub dataset name; repeatable")  # fmt: skip
+                        help="a .jsonl/.json/.parquet file in the pair format or R1-Reward-RL's, a directory of such "
+                             "files, or a hub dataset name; repeatable")  # fmt: skip
     parser.add_argument("--out", required=True, help="output directory for train.parquet, val.parquet, summary.json")
     parser.add_argument("--sft-out", help="also write SFT parquet (rows with 'reasoning') to this directory")
     parser.add_argument("--format", choices=["auto", "pairs", "r1reward_rl"], default="auto")
     parser.add_argument("--val-fraction", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-invalid", action="store_true", help="skip bad rows and count them by reason")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="accept an input with no rows (listed in summary.json's empty_inputs) instead of "
+                             "stopping")  # fmt: skip
     parser.add_argument("--difficulty-filter", action="store_true",
                         help="keep rows with attempts >= 2 or 'failed' (R1-Reward's RL subset)")  # fmt: skip
     parser.add_argument("--no-dedup", action="store_true")
@@ -425,15 +453,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
-                    skip_invalid=args.skip_invalid, difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
+                    skip_invalid=args.skip_invalid, allow_empty=args.allow_empty,
+                    difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
                     data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
                     workers=args.workers, max_pixels=args.max_pixels)  # fmt: skip
-    except InvalidInput as e:
+    except (InvalidInput, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    empty = f"; empty inputs {len(s['empty_inputs'])}" if s["empty_inputs"] else ""
     print(f"read {s['read']} = written {s['written']} {s['written_by_split']} + rejected {s['rejected']} "
           f"{s['rejected_by_reason']}; labels {s['labels_by_split']}; swapped {s['swapped']}; "
-          f"SFT {s['sft_written_by_split']}; summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
+          f"SFT {s['sft_written_by_split']}{empty}; summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
     return 0
 
 

@@ -72,12 +72,51 @@ class RawRow:
     data: Any
 
 
+DATA_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
+
+
+def source_kind(source: str) -> str:
+    """``json`` (a local ``.jsonl``/``.json`` file, optionally ``.gz``), ``parquet`` or ``hub`` (a dataset
+    name). Raises FileNotFoundError for a missing local file, ValueError for an unsupported one."""
+    path = Path(source)
+    plain = path.with_suffix("") if path.suffix == ".gz" else path
+    if path.is_file():
+        if plain.suffix in (".jsonl", ".json"):
+            return "json"
+        if path.suffix == ".parquet":
+            return "parquet"
+    if path.exists():
+        raise ValueError(f"{source}: unsupported input (use .jsonl, .json (lines or a list), optionally .gz, "
+                         ".parquet, a directory of such files or a hub dataset name)")
+    if "/" not in source or source.startswith((".", "/", "~")) or plain.suffix in (".jsonl", ".json", ".parquet"):
+        raise FileNotFoundError(f"{source}: no such file")
+    return "hub"
+
+
+def expand_sources(inputs: list[str]) -> list[str]:
+    """The inputs, checked before anything is read: a directory becomes its data files (sorted, not
+    recursive; e.g. a data set's parquet shards). Raises FileNotFoundError for a missing file, ValueError
+    for an unsupported input or a directory without data files."""
+    out = []
+    for source in inputs:
+        path = Path(source)
+        if path.is_dir():
+            files = sorted(str(f) for f in path.iterdir() if f.is_file() and f.name.endswith(DATA_SUFFIXES))
+            if not files:
+                raise ValueError(f"{source}: a directory without data files ({', '.join(DATA_SUFFIXES)})")
+            out.extend(files)
+        else:
+            source_kind(source)
+            out.append(source)
+    return out
+
+
 def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train") -> Iterator[RawRow]:
     """Stream raw rows from a local ``.jsonl``/``.json`` file (one object a line, or one JSON list of
     objects; either may be gzip-compressed, ``.gz``) or ``.parquet`` file, or a hub name."""
     path = Path(source)
-    plain = path.with_suffix("") if path.suffix == ".gz" else path
-    if plain.suffix in (".jsonl", ".json") and path.exists():
+    kind = source_kind(source)
+    if kind == "json":
         import gzip
 
         import orjson  # strict RFC 8259 JSON (and UTF-8), several times faster than json
@@ -104,7 +143,7 @@ def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train")
                     yield RawRow(name, i, orjson.loads(line))
                 except orjson.JSONDecodeError as e:
                     yield RawRow(name, i, BadRow("bad_json", f"invalid JSON: {e}"))
-    elif path.suffix == ".parquet" and path.exists():
+    elif kind == "parquet":
         import pyarrow.parquet as pq
 
         n = 0
@@ -112,12 +151,7 @@ def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train")
             for rec in batch.to_pylist():
                 n += 1
                 yield RawRow(str(path), n, rec)
-    elif path.exists():
-        raise ValueError(f"{source}: unsupported input (use .jsonl, .json (lines or a list), optionally .gz, "
-                         ".parquet or a hub dataset name)")
     else:
-        if "/" not in source or source.startswith((".", "/")) or plain.suffix in (".jsonl", ".json", ".parquet"):
-            raise FileNotFoundError(f"{source}: no such file")
         from datasets import load_dataset  # a hub name: streamed, never fully downloaded first
 
         for n, rec in enumerate(load_dataset(source, split=hub_split, streaming=True), 1):
@@ -338,6 +372,8 @@ def normalize_pair(rec: Any, base_dir: Path) -> Pair:
     for name, r in (("response_1", r1), ("response_2", r2)):
         if not r.strip():
             raise BadRow("empty_response", f"{name} is empty")
+    if r1.split() == r2.split():  # nothing to prefer: the label would be noise
+        raise BadRow("identical_responses", "response_1 and response_2 are the same text (whitespace aside)")
     images = rec["images"]
     if not isinstance(images, (list, tuple)):
         raise BadRow("missing_field", f"images must be a list, got {type(images).__name__}")

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from preprocess.make_sample import make_sample
-from preprocess.pairs import InvalidInput, convert
+from preprocess.pairs import InvalidInput, convert, main
 from r1reward_verl.prompt import TABLE1_PROMPT
 
 
@@ -159,6 +159,7 @@ BAD = {
     "missing_field": {k: v for k, v in pair(0).items() if k != "question"},
     "bad_json": "{not json",
     "bad_attempts": pair(0, attempts="often"),
+    "identical_responses": pair(0, response_1="The same  answer.", response_2=" The same\nanswer. "),
 }
 
 
@@ -298,3 +299,86 @@ def test_json_list_and_gzip_inputs_and_a_missing_file(tmp_path):
     # a relative path with a data-file suffix is a missing file, never taken for a hub dataset name
     with pytest.raises(FileNotFoundError, match="no such file"):
         convert(["data/missing.jsonl"], tmp_path / "x", val_fraction=0.0, progress=False)
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    """``python -m preprocess.pairs ARGS`` in this process (its ``main``): exit code, stdout, stderr."""
+    code = main([*map(str, args), "--no-progress"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cli_missing_or_unsupported_input_is_one_line_naming_it(tmp_path, capsys):
+    good = write_jsonl(tmp_path / "good.jsonl", [pair(0), pair(1)])
+    missing = tmp_path / "nope" / "pairs.jsonl"
+    code, out, err = _cli(capsys, "--input", good, "--input", missing, "--out", tmp_path / "out")
+    assert code == 2 and _one_error_line(err) == f"error: {missing}: no such file"
+    assert not (tmp_path / "out").exists()  # checked before anything is read or written
+    (tmp_path / "notes.txt").write_text("id,question\n")
+    code, out, err = _cli(capsys, "--input", tmp_path / "notes.txt", "--out", tmp_path / "out")
+    assert code == 2 and _one_error_line(err).startswith(f"error: {tmp_path / 'notes.txt'}: unsupported input")
+    # the real entry point: exit code 2, the message on stderr, no traceback
+    res = subprocess.run([sys.executable, "-m", "preprocess.pairs", "--input", str(missing), "--out",
+                          str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 2 and res.stdout == "" and f"error: {missing}: no such file" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n", "[]"], ids=["empty", "blank_lines", "empty_list"])
+def test_cli_empty_input_fails_unless_allowed_and_counted(tmp_path, capsys, content):
+    empty = tmp_path / ("empty.json" if content == "[]" else "empty.jsonl")
+    empty.write_text(content)
+    code, out, err = _cli(capsys, "--input", empty, "--out", tmp_path / "out")
+    assert code == 2 and _one_error_line(err).startswith(f"error: no rows read from {empty}")
+    assert not (tmp_path / "out" / "train.parquet").exists() and not (tmp_path / "out" / "summary.json").exists()
+    good = write_jsonl(tmp_path / "good.jsonl", [pair(0), pair(1), pair(2)])
+    code, out, err = _cli(capsys, "--input", good, "--input", empty, "--out", tmp_path / "out", "--allow-empty",
+                          "--val-fraction", 0)  # fmt: skip
+    assert code == 0, err
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (s["read"], s["written"], s["rejected"], s["empty_inputs"]) == (3, 3, 0, [str(empty)])
+    assert "read 3 = written 3" in out and "empty inputs 1" in out
+    assert len(read(tmp_path / "out" / "train.parquet")) == 3
+
+
+def test_cli_identical_responses_are_a_bad_row(tmp_path, capsys):
+    recs = [pair(0), pair(1, response_2="first 1"),  # identical
+            pair(2, response_1="Same\tanswer ", response_2=" Same answer"),  # identical after whitespace
+            pair(3, response_2="FIRST 3")]  # differs in case only: a different response  # fmt: skip
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    code, out, err = _cli(capsys, "--input", src, "--out", tmp_path / "out")
+    assert code == 2 and "in.jsonl: row 2: identical_responses:" in _one_error_line(err)
+    assert not (tmp_path / "out" / "train.parquet").exists()
+    code, out, err = _cli(capsys, "--input", src, "--out", tmp_path / "out", "--skip-invalid", "--val-fraction", 0)
+    assert code == 0, err
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (s["read"], s["written"], s["rejected_by_reason"]) == (4, 2, {"identical_responses": 2})
+    assert sorted(r["extra_info"]["id"] for r in read(tmp_path / "out" / "train.parquet")) == ["p0", "p3"]
+
+
+def test_cli_directory_input_reads_its_shards(tmp_path, capsys):
+    """``--input DIR`` (as examples/prepare_rl_data.sh documents for R1-Reward-RL's local ``data/``) reads
+    the directory's data files in name order; errors name the shard and its row."""
+    shards = tmp_path / "data"
+    shards.mkdir()
+    for k in range(2):
+        recs = [pair(10 * k + i, images=[png((k, i, 0))]) for i in range(3)]
+        pq.write_table(pa.Table.from_pylist(recs), shards / f"train-0000{k}-of-00002.parquet")
+    (shards / "README.md").write_text("not data")
+    code, out, err = _cli(capsys, "--input", shards, "--out", tmp_path / "out", "--val-fraction", 0)
+    assert code == 0, err
+    assert "read 6 = written 6" in out
+    ids = sorted(r["extra_info"]["id"] for r in read(tmp_path / "out" / "train.parquet"))
+    assert ids == ["p0", "p1", "p10", "p11", "p12", "p2"]
+    pq.write_table(pa.Table.from_pylist([pair(20), pair(21, preferred=0)]), shards / "train-00002-of-00003.parquet")
+    code, out, err = _cli(capsys, "--input", shards, "--out", tmp_path / "out2")
+    assert code == 2 and f"{shards / 'train-00002-of-00003.parquet'}: row 2: bad_label" in _one_error_line(err)
+    (tmp_path / "nothing").mkdir()
+    code, out, err = _cli(capsys, "--input", tmp_path / "nothing", "--out", tmp_path / "out3")
+    assert code == 2 and "a directory without data files" in _one_error_line(err)
