@@ -73,8 +73,10 @@ def build_data(out: Path, pairs: Path, seed: int) -> tuple[Path, Path]:
 
     data, sft = out / "rl", out / "sft"
     if not (data / "train.parquet").exists() or not (sft / "train.parquet").exists():
-        pairs_main(["--input", str(pairs), "--out", str(data), "--sft-out", str(sft), "--val-fraction", "0.2",
-                    "--seed", str(seed)])  # fmt: skip
+        rc = pairs_main(["--input", str(pairs), "--out", str(data), "--sft-out", str(sft), "--val-fraction", "0.2",
+                         "--seed", str(seed)])  # fmt: skip
+        if rc:
+            raise SystemExit(f"preprocess.pairs failed on {pairs} (exit {rc})")
     return data, sft
 
 
