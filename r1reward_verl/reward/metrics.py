@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 
@@ -46,9 +47,14 @@ def reward_overlap_metrics(infos: list[dict]) -> dict[str, float]:
     (= the last rollout's end) to the last reward end, i.e. reward time the step waited for after
     generation; reward/overlap_frac: share of busy_s spent before the last rollout ended.
     """
-    spans = [(float(i["reward_t0"]), float(i["reward_t1"])) for i in infos if "reward_t0" in i and "reward_t1" in i]
+    spans = [(float(i["reward_t0"]), float(i["reward_t1"])) for i in infos
+             if i.get("reward_t0") is not None and i.get("reward_t1") is not None]  # fmt: skip
+    spans = [(t0, t1) for t0, t1 in spans if math.isfinite(t0) and math.isfinite(t1)]  # NaN would poison max()
     if not spans:
         return {}
+    # seconds of the day (score.day_clock): a batch that spans midnight has times near 0 and near 86400
+    if max(max(s) for s in spans) - min(min(s) for s in spans) > 43200:
+        spans = [tuple(t + 86400.0 if t < 43200 else t for t in s) for s in spans]
     gen_end = max(t0 for t0, _ in spans)
     busy = sum(t1 - t0 for t0, t1 in spans)
     hidden = sum(max(0.0, min(t1, gen_end) - t0) for t0, t1 in spans)

@@ -68,6 +68,13 @@ def referee_settings(
                                  constrained=bool(constrained), **knobs)
 
 
+def day_clock() -> float:
+    """Seconds since 00:00 UTC. verl carries reward_extra_info through TransferQueue as float32, whose
+    24-bit mantissa would round a Unix time (~1.8e9 s) to 128 s; seconds of the day keep ~8 ms.
+    :func:`r1reward_verl.reward.metrics.reward_overlap_metrics` unwraps a batch that spans midnight."""
+    return time.time() % 86400.0
+
+
 async def compute_score(
     data_source: Any = None,
     solution_str: str = "",
@@ -98,9 +105,9 @@ async def compute_score(
 
     Returns ``score, format, result, consistency, pred, referee_ok`` (None when the referee was not
     asked) and ``referee_mode, referee_asked, referee_verdict, referee_attempts, referee_error``, and the
-    wall-clock start/end of this call, ``reward_t0`` / ``reward_t1`` (for the overlap metrics).
+    wall-clock start/end of this call, ``reward_t0`` / ``reward_t1`` (:func:`day_clock`; overlap metrics).
     """
-    started = time.time()  # reward_t0/t1: when this rollout's reward began (its generation ended) and ended
+    started = day_clock()  # reward_t0/t1: when this rollout's reward began (its generation ended) and ended
     label = _label(ground_truth)
     parsed = parse_output(solution_str or "")
     fmt = 1.0 if parsed.format_ok else 0.0
@@ -134,5 +141,5 @@ async def compute_score(
         "pred": parsed.pred,
         **out,
         "reward_t0": started,
-        "reward_t1": time.time(),
+        "reward_t1": day_clock(),
     }
