@@ -64,6 +64,27 @@ class CheckConfigAtStart(Callback):
             raise SystemExit(f"r1reward: invalid configuration, not starting: {e}") from e
 
 
+class RayPerSweepMember(Callback):
+    """Hydra callback (``hydra.callbacks.r1reward_ray_per_job``): end the driver's Ray session after each
+    job, so that the next member of a ``-m`` sweep starts its own.
+
+    verl's ``run_ppo`` (``verl/trainer/main_ppo.py``) calls ``ray.init`` only ``if not ray.is_initialized()``
+    and returns when ``TaskRunner.run`` does; the TaskRunner actor, its workers and their placement groups
+    (which hold the run's GPUs) are released only when Ray collects the dropped handle, asynchronously.
+    Hydra starts the next member at once, in the same process, on the same Ray session: its resource
+    pools then find the GPUs still taken ("Total available GPUs 0 is less than total desired GPUs 2", seen
+    on the CPU run's sweep; a GPU cluster is no different). ``ray.shutdown()`` ends the session, which
+    kills the job's non-detached actors and, for a local cluster, the cluster itself; the next ``run_ppo``
+    initialises afresh. A single run (no ``-m``) ends its process right after anyway.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return=None, **kwargs) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
 def validate_like_main_ppo(config: DictConfig) -> None:
     """Run the checks ``python -m verl.trainer.main_ppo`` runs before it starts Ray with our configs:
     :class:`CheckConfigAtStart` (the Hydra callback our configs install), then verl's ``validate_config``."""
