@@ -36,7 +36,7 @@ def read_steps(path: Path) -> dict[int, dict]:
 
 
 def run_once(cpu_dir: Path, work: Path, steps: int) -> Path:
-    env = dict(os.environ, R1R_CPU_DIR=str(cpu_dir), VERL_FILE_LOGGER_ROOT=str(work))
+    env = dict(os.environ, R1R_CPU_DIR=str(cpu_dir))
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(REPO / "hydra_configs"),
            "--config-name", "r1reward_cpu", f"trainer.total_training_steps={steps}", "trainer.save_freq=-1",
            "trainer.test_freq=-1", "trainer.resume_mode=disable", f"hydra.run.dir={work}/hydra"]  # fmt: skip
@@ -44,8 +44,8 @@ def run_once(cpu_dir: Path, work: Path, steps: int) -> Path:
         rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True).returncode
     if rc:
         raise SystemExit(f"main_ppo failed ({rc}); see {work / 'main_ppo.log'}")
-    (path,) = (work / "r1reward_cpu").glob("*.jsonl")
-    return path
+    # r1reward_cpu.yaml points verl's file logger at R1R_CPU_DIR/logs (hydra.job.env_set)
+    return cpu_dir / "logs" / "r1reward_cpu" / "r1reward-paper-none-fsdp.jsonl"
 
 
 def main(argv=None) -> None:
