@@ -17,7 +17,6 @@ Goal (issue 11): reward + referee wait <= 10 % of the step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,14 +24,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def read_steps(path: Path) -> dict[int, dict]:
-    steps: dict[int, dict] = {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        steps.setdefault(rec["step"], {}).update(rec["data"])
-    return steps
 
 
 def run_once(cpu_dir: Path, work: Path, steps: int) -> Path:
@@ -61,7 +52,9 @@ def main(argv=None) -> None:
             prepare(args.cpu_dir)
         work = Path(tempfile.mkdtemp(prefix="trainer_cpu-"))
         args.jsonl = run_once(args.cpu_dir.resolve(), work, args.steps)
-    steps = read_steps(args.jsonl)
+    from r1reward_verl.plot import read_jsonl
+
+    steps = read_jsonl(args.jsonl).by_step()
     print(f"{'step':>4} {'step_s':>7} {'gen_s':>7} {'reward_busy_s':>13} {'reward_tail_s':>13} {'overlap':>7} "
           f"{'referee_asked':>13}")  # fmt: skip
     totals = {"step": 0.0, "gen": 0.0, "busy": 0.0, "tail": 0.0}

@@ -67,6 +67,14 @@ class Run:
     # metric -> {step: value}
     series: dict[str, dict[int, float]] = field(default_factory=dict)
 
+    def by_step(self) -> dict[int, dict[str, float]]:
+        """The same values as ``{step: {metric: value}}``."""
+        out: dict[int, dict[str, float]] = {}
+        for metric, points in self.series.items():
+            for step, value in points.items():
+                out.setdefault(step, {})[metric] = value
+        return dict(sorted(out.items()))
+
     def steps_values(self, metric: str) -> tuple[list[int], list[float]]:
         points = sorted(self.series.get(metric, {}).items())
         return [s for s, _ in points], [v for _, v in points]

@@ -11,7 +11,6 @@ session id when it ends, also on failure or time-out.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -75,12 +74,10 @@ def main_ppo(cpu_dir: Path, log_root: Path, *overrides: str, multirun: bool = Fa
 
 
 def read_metrics(path: Path) -> dict[int, dict]:
-    """verl's file logger: one JSON line per step, ``{"step": n, "data": {...}}``."""
-    steps = {}
-    for line in path.read_text().splitlines():
-        rec = json.loads(line)
-        steps.setdefault(rec["step"], {}).update(rec["data"])
-    return steps
+    """verl's file logger (one JSON line per step), read by r1reward_verl.plot: ``{step: {metric: value}}``."""
+    from r1reward_verl.plot import read_jsonl
+
+    return read_jsonl(path).by_step()
 
 
 @pytest.fixture(scope="module")
