@@ -37,12 +37,15 @@ Outputs (``DIR``):
   ``images/``, ``short/`` (the same images) and ``summary.json``. The evaluator's ``items.jsonl``
   keeps the ids, so :func:`accuracy_by_difficulty` (``--score-items``) splits its accuracy by prefix.
 
-The reasoning is the "verdict" form that made a tiny Qwen2.5-VL learn earliest (see the miniature
-experiment): ``The image shows a red circle. Response 1 says orange, which is wrong. Response 2 says
-red, which is right. So Response 2 is better.``
+The reasoning names each response's colour with its number and then copies the number after the
+image's colour: ``The image shows a red circle. The responses: orange 1, red 2. The image shows red 2.
+So Response 2 is better.`` Verdict forms (``Response 1 says orange, which is wrong. ...``, or
+``..., the image red, so wrong.``) need a comparison of two colour words, which the tiny head_dim-32
+models never learned in 700-1,150 SFT steps: they named the colour and copied both responses right,
+then wrote the same verdict for every pair.
 
 Tokenizer: :data:`TASK_WORDS` and :func:`corpus` are the task's vocabulary and sentences, for
-training the tiny model's BPE on them (``r1reward_verl.tiny._CORPUS``).
+training the tiny model's BPE on them (``python -m r1reward_verl.tiny --task-corpus synth``).
 
 Same arguments -> byte-identical files. Only PIL and the standard library.
 """
@@ -114,16 +117,18 @@ def _article(word: str) -> str:
 
 
 def reasoning_text(colour: str, shape: str, said_1: str, said_2: str) -> str:
-    """The templated cold-start reasoning: what the image shows, a verdict per response, the conclusion."""
-    v1, v2 = ("right" if s == colour else "wrong" for s in (said_1, said_2))
+    """The templated cold-start reasoning: what the image shows, each response's colour with its number, the
+    image's colour with the number of the response that says it, the conclusion. Every word is one token
+    of the task tokenizer; the number after the second mention of the colour is a copy of the number after
+    its first mention (what a small transformer learns readily), not a comparison of two colours."""
     better = 1 if said_1 == colour else 2
-    return (f"The image shows {_article(colour)} {colour} {shape}. Response 1 says {said_1}, which is {v1}. "
-            f"Response 2 says {said_2}, which is {v2}. So Response {better} is better.")  # fmt: skip
+    return (f"The image shows {_article(colour)} {colour} {shape}. The responses: {said_1} 1, {said_2} 2. "
+            f"The image shows {colour} {better}. So Response {better} is better.")  # fmt: skip
 
 
 REASONING_RE = re.compile(
-    r"^The image shows an? (?P<colour>\w+) (?P<shape>\w+)\. Response 1 says (?P<said_1>\w+), which is (?P<v1>right|wrong)\. "
-    r"Response 2 says (?P<said_2>\w+), which is (?P<v2>right|wrong)\. So Response (?P<better>[12]) is better\.$"
+    r"^The image shows an? (?P<colour>\w+) (?P<shape>\w+)\. The responses: (?P<said_1>\w+) 1, (?P<said_2>\w+) 2\. "
+    r"The image shows (?P=colour) (?P<match>[12])\. So Response (?P<better>(?P=match)) is better\.$"
 )
 
 

@@ -17,6 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 # Qwen2.5-VL's special tokens, in Qwen's order. The ids follow the trained byte-level vocab.
 SPECIAL_TOKENS = [
@@ -73,7 +74,9 @@ HIDDEN = 64
 VOCAB_TARGET = 512
 
 
-def _train_tokenizer(vocab_size: int = VOCAB_TARGET):
+def _train_tokenizer(vocab_size: int = VOCAB_TARGET, extra_corpus: Sequence[str] = ()):
+    """The byte-level BPE on :data:`_CORPUS` (x4) plus ``extra_corpus`` (e.g. a task's sentences, so that its
+    words become single tokens)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
@@ -85,7 +88,7 @@ def _train_tokenizer(vocab_size: int = VOCAB_TARGET):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator([*(_CORPUS * 4), *extra_corpus], trainer=trainer)
     tok.add_tokens(TASK_TOKENS)
     return tok
 
@@ -94,13 +97,28 @@ def _train_tokenizer(vocab_size: int = VOCAB_TARGET):
 VLLM_CPU_HEAD_DIM = 32
 
 
-def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 16) -> Path:
+def task_corpus(name: str | None) -> list[str]:
+    """Extra tokenizer sentences by name: ``None``/``"none"`` -> none, ``"synth"`` -> ``preprocess.synth.corpus()``."""
+    if name in (None, "", "none"):
+        return []
+    if name == "synth":
+        from preprocess.synth import corpus
+
+        return corpus()
+    raise ValueError(f"unknown task corpus {name!r}: expected 'none' or 'synth'")
+
+
+def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 16, corpus: str | None = None,
+                        vocab_size: int = VOCAB_TARGET, layers: int = 2, hidden: int = HIDDEN) -> Path:  # fmt: skip
     """Write the tiny checkpoint to ``out`` (created; written atomically) and return its path.
 
     ``head_dim`` 16 (4 heads of the hidden 64) is the default; vLLM-CPU needs
-    :data:`VLLM_CPU_HEAD_DIM` (2 heads; the same parameter count), text and vision alike."""
-    if HIDDEN % head_dim or head_dim % 8:
-        raise ValueError(f"head_dim must divide the hidden size {HIDDEN} and be a multiple of 8, got {head_dim}")
+    :data:`VLLM_CPU_HEAD_DIM` (2 heads; the same parameter count), text and vision alike.
+    ``corpus`` (:func:`task_corpus`) adds a task's sentences to the tokenizer's training text: with
+    ``"synth"`` the colour task's words are single tokens (answers ~3x shorter). ``layers``: text layers;
+    ``hidden``: the text model's width (its MLP is 3x wider)."""
+    if hidden % head_dim or head_dim % 8:
+        raise ValueError(f"head_dim must divide the hidden size {hidden} and be a multiple of 8, got {head_dim}")
     import torch
     from transformers import (
         PreTrainedTokenizerFast,
@@ -115,7 +133,7 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=out.parent))
 
-    raw = _train_tokenizer()
+    raw = _train_tokenizer(vocab_size, task_corpus(corpus))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw,
         eos_token="<|im_end|>",
@@ -151,13 +169,13 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
     config = Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=vocab_size,
-            hidden_size=HIDDEN,
-            intermediate_size=192,
-            num_hidden_layers=2,
-            num_attention_heads=HIDDEN // head_dim,
+            hidden_size=hidden,
+            intermediate_size=3 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=hidden // head_dim,
             num_key_value_heads=2,
             max_position_embeddings=4096,
-            max_window_layers=2,
+            max_window_layers=layers,
             rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope_section},
             bos_token_id=ids["<|endoftext|>"],
             eos_token_id=ids["<|im_end|>"],
@@ -169,7 +187,7 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
             hidden_size=64,
             intermediate_size=96,
             num_heads=64 // head_dim,
-            out_hidden_size=HIDDEN,
+            out_hidden_size=hidden,
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
@@ -192,7 +210,8 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "r1reward_tiny.json").write_text(
-        json.dumps({"seed": seed, "head_dim": head_dim, "parameters": sum(p.numel() for p in model.parameters())},
+        json.dumps({"seed": seed, "head_dim": head_dim, "layers": layers, "hidden": hidden, "corpus": corpus or "none", "vocab_size": vocab_size,
+                    "parameters": sum(p.numel() for p in model.parameters())},
                    indent=1)
     )
     if out.exists():
@@ -209,8 +228,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--head-dim", type=int, default=16,
                         help=f"attention head size; {VLLM_CPU_HEAD_DIM} for vLLM-CPU rollouts (verl's trainer on CPU)")
+    parser.add_argument("--task-corpus", choices=["none", "synth"], default="none",
+                        help="also train the tokenizer on a task's sentences (synth: preprocess.synth's colour task)")
+    parser.add_argument("--layers", type=int, default=2, help="text decoder layers")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help="text model width")
+    parser.add_argument("--vocab-size", type=int, default=VOCAB_TARGET, help="BPE vocabulary size target")
     args = parser.parse_args(argv)
-    path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim)
+    path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim, corpus=args.task_corpus,
+                               vocab_size=args.vocab_size, layers=args.layers,
+                               hidden=args.hidden)
     meta = json.loads((path / "r1reward_tiny.json").read_text())
     print(f"tiny Qwen2.5-VL ({meta['parameters']:,} parameters) written to {path}")
 

@@ -12,44 +12,17 @@ session id when it ends, also on failure or time-out.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from r1reward_verl.config import CONFIG_DIR, REPO_ROOT
+from r1reward_verl.procs import run_in_session
 
 pytestmark = pytest.mark.timeout(1800)
 
 RUN_TIMEOUT = 900
-
-
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # field 6 of /proc/PID/stat: session id
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def _kill_session(sid: int) -> None:
-    for _ in range(3):
-        pids = _session_pids(sid)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(1)
 
 
 def main_ppo(cpu_dir: Path, log_root: Path, *overrides: str, multirun: bool = False) -> tuple[int, str]:
@@ -61,15 +34,7 @@ def main_ppo(cpu_dir: Path, log_root: Path, *overrides: str, multirun: bool = Fa
            f"hydra.run.dir={log_root}/hydra", f"hydra.sweep.dir={log_root}/hydra_multirun"]  # fmt: skip
     env = dict(os.environ, R1R_CPU_DIR=str(cpu_dir), RAY_DEDUP_LOGS="0")
     log = log_root / "main_ppo.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=RUN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            rc = -1
-        finally:
-            _kill_session(proc.pid)
-    assert not _session_pids(proc.pid), "processes of the run survived"
+    rc = run_in_session(cmd, log, env=env, cwd=REPO_ROOT, timeout=RUN_TIMEOUT)  # also kills what survives it
     return rc, log.read_text(errors="replace")
 
 

@@ -146,7 +146,7 @@ def test_reasoning_verdict_agrees_with_label(data):
         assert m, r["reasoning"]
         k = r["preferred"]
         assert m["better"] == str(k)
-        assert (m["v1"], m["v2"]) == (("right", "wrong") if k == 1 else ("wrong", "right"))
+        assert m["match"] == str(k)
         assert m["colour"] == r["meta"]["colour"] == m[f"said_{k}"] and m["shape"] == r["meta"]["shape"]
         assert m[f"said_{3 - k}"] == r["meta"]["wrong"]
         # each response says the colour the reasoning attributes to it
@@ -246,16 +246,15 @@ def test_deterministic(data, tmp_path):
     assert _tree(tmp_path / "bigger") == _tree(data)
 
 
-def test_task_corpus_gives_whole_word_tokens(monkeypatch):
-    """How the tiny model's tokenizer could take the corpus: r1reward_verl.tiny trains its BPE on ``_CORPUS``."""
+def test_task_corpus_gives_whole_word_tokens():
+    """The tiny model's tokenizer trained with the task's sentences (``tiny.task_corpus("synth")``)."""
     from r1reward_verl import tiny
 
     words = [" " + w for w in (*synth.PALETTE, *synth.SHAPES)]
     default = tiny._train_tokenizer()
-    assert max(len(default.encode(w).ids) for w in words) >= 4  # "purple", "yellow", "triangle" in pieces today
-    monkeypatch.setattr(tiny, "_CORPUS", tiny._CORPUS + synth.corpus())
-    tok = tiny._train_tokenizer()
+    assert max(len(default.encode(w).ids) for w in words) >= 4  # "purple", "yellow", "triangle" in pieces
+    tok = tiny._train_tokenizer(extra_corpus=tiny.task_corpus("synth"))
     assert all(len(tok.encode(w).ids) == 1 for w in words)
     example = synth.reasoning_text("orange", "circle", "red", "orange")
     assert len(tok.encode(example).ids) < 0.6 * len(default.encode(example).ids)
-    assert set(synth.TASK_WORDS) >= {*synth.PALETTE, *synth.SHAPES, "Response", "right", "wrong", "better"}
+    assert set(synth.TASK_WORDS) >= {*synth.PALETTE, *synth.SHAPES, "Response", "responses", "better"}

@@ -4,6 +4,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
@@ -62,3 +63,24 @@ def test_build_is_deterministic(tmp_path, tiny_model_dir):
     assert json.loads((again / "r1reward_tiny.json").read_text())["seed"] == 0
     other = build_tiny_qwen25vl(tmp_path / "other", seed=1)
     assert _digest(other) != _digest(again)
+
+
+def test_task_corpus_and_layers(tmp_path):
+    """``corpus="synth"``: the colour task's words become single tokens; ``layers`` sets the text depth."""
+    import json
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    from preprocess.synth import PALETTE, SHAPES, reasoning_text
+
+    path = build_tiny_qwen25vl(tmp_path / "m", seed=1, head_dim=32, corpus="synth", layers=3)
+    tok = AutoTokenizer.from_pretrained(path)
+    assert all(len(tok.encode(" " + w, add_special_tokens=False)) == 1 for w in (*PALETTE, *SHAPES))
+    text = reasoning_text("orange", "circle", "red", "orange")
+    assert len(tok.encode(text, add_special_tokens=False)) <= 40
+    cfg = AutoConfig.from_pretrained(path)
+    assert cfg.text_config.num_hidden_layers == 3 and cfg.text_config.hidden_size // cfg.text_config.num_attention_heads == 32
+    meta = json.loads((path / "r1reward_tiny.json").read_text())
+    assert meta["corpus"] == "synth" and meta["layers"] == 3
+    with pytest.raises(ValueError, match="unknown task corpus"):
+        build_tiny_qwen25vl(tmp_path / "x", corpus="nope")
