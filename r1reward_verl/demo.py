@@ -1,284 +1,430 @@
-"""The main job on the embedded default: StableReinforce through verl's own call sites, on CPU, with the tiny model.
+"""The main job: the R1-Reward paper in miniature, on CPU, through verl's own trainers.
 
-    python -m r1reward_verl.demo [--workdir runs/demo] [--steps 3]
+    python -m r1reward_verl.demo [--seed 0] [--workdir runs/demo] [--quick] [--no-control]
 
-verl's PPO trainer needs GPUs, so this runs the pieces of a training step that we plug into, in the
-order the trainer runs them, with the tiny random Qwen2.5-VL (built on the fly, offline):
+On a learnable synthetic multimodal preference task (``preprocess.synth``: "what colour is the shape?",
+two answers, one right; easy pairs of distant colours, hard pairs of confusable ones):
 
-1. data: the bundled sample pairs (``preprocess/sample_data``, or ``--data``) through
-   ``preprocess.pairs`` into verl parquet, read back by verl's ``create_rl_dataset`` (``RLHFDataset``)
-   and sampler; compose ``hydra_configs/r1reward.yaml`` and pass verl's own config validation;
-2. roll out: the tiny model samples responses to the Table 1 prompts with their images (HF ``generate``,
-   after the chat template and processor, as verl's agent loop applies them to ``raw_prompt``);
-   a random model never writes the answer format, so each prompt also gets two reference responses
-   (one naming the preferred response, one the other), scored by the policy like its own samples;
-3. score: the R1-Reward reward (``reward_fns/r1_reward.py``, the function verl's reward loop calls),
-   with the reward kwargs of the composed config: the consistency referee is off unless an
-   endpoint is given, e.g. ``referee=endpoint reward.custom_reward_function.reward_kwargs.referee_base_url=http://127.0.0.1:8012/v1``
-   (``python -m r1reward_verl.servers tiny --model runs/demo/tiny-qwen25vl --port 8012`` serves one);
-4. ``verl.trainer.ppo.ray_trainer.compute_advantage`` with ``algorithm.adv_estimator=stable_reinforce``;
-5. ``verl.workers.utils.losses.ppo_loss`` with the actor config built by verl from our Hydra config
-   (``loss_mode=stable_reinforce``), for ``ppo_epochs`` updates with an optimizer.
+1. data: the generator's pairs through ``preprocess.pairs`` like real data: the easy rows with their
+   templated reasoning -> SFT parquet; the hard rows (``--difficulty-filter``, §4.3's split) -> RL parquet;
+   a held-out benchmark from the same generator in VL-RewardBench's published format;
+2. the tiny Qwen2.5-VL (``r1reward_verl.tiny``, head_dim 32 for vLLM-CPU, tokenizer trained with the
+   task's words), evaluated as the *base*;
+3. cold start: verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``, ``hydra_configs/r1reward_sft.yaml``)
+   on the easy rows -> *sft*;
+4. RL: ``python -m verl.trainer.main_ppo`` with ``hydra_configs/r1reward_cpu.yaml`` (StableReinforce
+   estimator and loss, the R1-Reward reward with the consistency referee hosted by verl's reward loop)
+   from the SFT checkpoint on the hard rows -> *rl*;
+5. control: verl's SFT trainer continued from *sft* for as many optimizer updates, on as many sequences
+   per update, at the RL learning rate -> *control* (is RL's gain more than more training?);
+6. evaluation of every checkpoint with ``r1reward_verl.eval`` (transformers backend): greedy and
+   voting@k, both response orders, accuracy by difficulty, format rate;
+7. ``summary.json``, ``table.md``, ``accuracy.png`` (accuracy by stage and difficulty, SFT loss, RL reward)
+   and the paper's Figure 2/5 panels from verl's RL logs (``python -m r1reward_verl.plot``) in ``plots/``.
 
-Every step prints verl's metrics plus ours (``adv_filter/*``, ``actor/preclip_frac``).
+``--ablations`` then runs the four ablations (``-m ablation=...``) from the same SFT checkpoint and
+overlays them (``plots_ablations/``, ``summary.json``'s ``ablations``). Every stage prints a line; the
+trainers' own output goes to ``logs/``. Everything follows ``--seed``: data, initial weights, SFT order,
+RL sampling.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import json
+import os
+import shutil
+import sys
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
-import torch
+from r1reward_verl.config import CONFIG_DIR, REPO_ROOT
 
-
-SAMPLE_PAIRS = Path(__file__).resolve().parent.parent / "preprocess" / "sample_data" / "pairs.jsonl"
-PROMPTS_PER_STEP = 4
-
-
-def _sequence_log_probs(model, input_ids, pixel_values, image_grid_thw):
-    """Per-token log-probs of ``input_ids[1:]`` under ``model`` (left-shifted, last position 0), unpadded."""
-    out = model(
-        input_ids=input_ids[None],
-        attention_mask=torch.ones_like(input_ids)[None],
-        pixel_values=pixel_values,
-        image_grid_thw=image_grid_thw,
-    )
-    logp = torch.log_softmax(out.logits[0, :-1].float(), dim=-1).gather(-1, input_ids[1:, None]).squeeze(-1)
-    return torch.cat([logp, logp.new_zeros(1)])
+ABLATIONS = ("no_adv_filter", "no_preclip", "reinforce_pp", "no_consistency")
+# the tiny Qwen2.5-VL of the miniature: 4 heads of 32 (vLLM-CPU's attention needs head_dim >= 32); with 2 heads
+# (hidden 64) the model named the colour and copied both answers but never compared them in 1,150 SFT steps
+MODEL_HIDDEN, MODEL_LAYERS = 128, 2
 
 
-def run_demo(workdir: str | Path = "runs/demo", steps: int = 3, samples: int = 4, max_new_tokens: int = 24, seed: int = 0,
-             lr: float = 0.05, overrides: tuple[str, ...] = (), data: str | Path = SAMPLE_PAIRS) -> list[dict]:
-    from tensordict import TensorDict
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-    from verl import DataProto
-    from verl.trainer.ppo.ray_trainer import compute_advantage
-    from verl.trainer.ppo.utils import create_rl_dataset, create_rl_sampler
-    from verl.utils import hf_processor
-    from verl.utils import tensordict_utils as tu
-    from verl.utils.config import omega_conf_to_dataclass
-    from verl.workers.utils.losses import ppo_loss
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of the miniature. The defaults take ~22 min on 2 cores; ``QUICK`` (the CI test's) ~8 min."""
 
-    from preprocess.pairs import convert
-    from r1reward_verl.algos import pop_advantage_filter_metrics
-    from r1reward_verl.config import compose_config, validate_like_main_ppo
-    from r1reward_verl.reward.metrics import reward_step_metrics
-    from reward_fns.r1_reward import compute_score
-    from r1reward_verl.tiny import build_tiny_qwen25vl
-
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "metrics.jsonl").unlink(missing_ok=True)
-    model_dir = workdir / "tiny-qwen25vl"
-    if not (model_dir / "config.json").exists():
-        build_tiny_qwen25vl(model_dir, seed=seed)
-
-    # 1. data: the pairs through preprocess.pairs into verl parquet
-    summary = convert([str(data)], workdir / "data", val_fraction=0.1, seed=seed, progress=False)
-    print(f"data: read {summary['read']} pairs -> {summary['written_by_split']} (labels {summary['labels_by_split']})")
-    bsz = PROMPTS_PER_STEP * (samples + 2)
-    config = compose_config(
-        "r1reward",
-        [
-            f"actor_rollout_ref.model.path={model_dir}",
-            f"data.train_files={workdir / 'data' / 'train.parquet'}",
-            f"data.val_files={workdir / 'data' / 'val.parquet'}",
-            f"data.train_batch_size={PROMPTS_PER_STEP}",
-            "data.max_prompt_length=2048",
-            f"data.seed={seed}",
-            f"actor_rollout_ref.rollout.n={samples}",
-            f"actor_rollout_ref.actor.ppo_mini_batch_size={PROMPTS_PER_STEP}",
-            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
-            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
-            "actor_rollout_ref.actor.ppo_epochs=2",
-            "trainer.n_gpus_per_node=1",
-            # no referee unless asked for: `referee=endpoint ...referee_base_url=http://...`
-            "referee=off",
-            *overrides,
-        ],
-    )
-    validate_like_main_ppo(config)
-    actor_cfg = omega_conf_to_dataclass(config.actor_rollout_ref.actor)
-    reward_kwargs = dict(config.reward.custom_reward_function.get("reward_kwargs", {}))
-    algo = config.algorithm
-
-    processor = hf_processor(str(model_dir))
-    assert processor is not None, "verl's hf_processor did not load the tiny model's processor"
-    tokenizer = processor.tokenizer
-    AutoProcessor.from_pretrained(model_dir)  # the plain HF path loads too
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
-    optim = torch.optim.AdamW(model.parameters(), lr=lr)
-
-    # a random model can emit vision placeholders, which the re-scoring pass would read as images
-    vision_ids = tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-                                                   "<|image_pad|>", "<|video_pad|>"])
-    # verl's dataset and sampler read the parquet, as the trainer's dataloader does
-    dataset = create_rl_dataset(config.data.train_files, config.data, tokenizer, processor)
-    order = list(create_rl_sampler(config.data, dataset))
-
-    def encode(item):
-        """What verl's agent loop does with raw_prompt: chat template, then the processor with the images."""
-        messages = item["raw_prompt"]
-        images = [c["image"] for m in messages if isinstance(m["content"], list) for c in m["content"]
-                  if c.get("type") == "image"]  # fmt: skip
-        chat = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return processor(text=[chat], images=images or None, return_tensors="pt")
-
-    history = []
-    for step in range(1, steps + 1):
-        t0 = time.perf_counter()
-        items = [dataset[order[((step - 1) * PROMPTS_PER_STEP + j) % len(order)]] for j in range(PROMPTS_PER_STEP)]
-        prompts = [(encode(it), int(it["reward_model"]["ground_truth"]), it["extra_info"]["question"]) for it in items]
-        # 2. rollout (temperature 1, as the paper)
-        rows = []
-        model.eval()
-        with torch.no_grad():
-            for p_idx, (enc, label, _) in enumerate(prompts):
-                out = model.generate(**enc, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens,
-                                     num_return_sequences=samples, pad_token_id=tokenizer.pad_token_id,
-                                     suppress_tokens=vision_ids)
-                for seq in out:
-                    resp = seq[enc["input_ids"].shape[1]:]
-                    eos = (resp == tokenizer.eos_token_id).nonzero()
-                    resp = resp[: int(eos[0]) + 1] if len(eos) else resp
-                    rows.append((p_idx, enc, resp, label))
-                for choice in (label, 3 - label):  # off-policy references, as cold-start data would give
-                    ref = f"<think>Response {choice} matches the image better.</think><answer>{choice}</answer>"
-                    ref_ids = tokenizer(ref, return_tensors="pt")["input_ids"][0]
-                    rows.append((p_idx, enc, torch.cat([ref_ids, torch.tensor([tokenizer.eos_token_id])]), label))
-        # 3. reward: R1-Reward's compute_score, all rollouts concurrently as verl's reward loop runs them
-        texts = tokenizer.batch_decode([r for _, _, r, _ in rows], skip_special_tokens=True)
-
-        async def score_all():
-            return await asyncio.gather(*[
-                compute_score("r1reward_demo", text, str(label), {"question": prompts[p][2]}, **reward_kwargs)
-                for (p, _, _, label), text in zip(rows, texts)
-            ])
-
-        reward_infos = asyncio.run(score_all())
-        scores = [info["score"] for info in reward_infos]
-
-        # old log-probs (the "compute_log_prob" pass)
-        def all_log_probs():
-            return [
-                _sequence_log_probs(model, torch.cat([enc["input_ids"][0], resp]), enc["pixel_values"], enc["image_grid_thw"])
-                for _, enc, resp, _ in rows
-            ]
-
-        with torch.no_grad():
-            old_flat = all_log_probs()
-        max_p = max(int(enc["input_ids"].shape[1]) for _, enc, _, _ in rows)
-        max_r = max(int(resp.shape[0]) for _, _, resp, _ in rows)
-        prompts_t = torch.zeros(bsz, max_p, dtype=torch.long)
-        responses_t = torch.zeros(bsz, max_r, dtype=torch.long)
-        attn = torch.zeros(bsz, max_p + max_r, dtype=torch.long)
-        response_mask = torch.zeros(bsz, max_r)
-        old_log_probs = torch.zeros(bsz, max_r)
-        token_level_rewards = torch.zeros(bsz, max_r)
-        for i, (_, enc, resp, _) in enumerate(rows):
-            p, r = int(enc["input_ids"].shape[1]), int(resp.shape[0])
-            prompts_t[i, max_p - p:] = enc["input_ids"][0]
-            attn[i, max_p - p: max_p + r] = 1
-            responses_t[i, :r] = resp
-            response_mask[i, :r] = 1
-            old_log_probs[i, :r] = old_flat[i][p - 1: p + r - 1]
-            token_level_rewards[i, r - 1] = scores[i]
-
-        # 4. advantages through verl's compute_advantage
-        data = DataProto.from_dict(
-            tensors={"token_level_rewards": token_level_rewards, "response_mask": response_mask},
-            non_tensors={"uid": np.array([f"prompt{p}" for p, _, _, _ in rows], dtype=object)},
-        )
-        pop_advantage_filter_metrics()
-        data = compute_advantage(data, adv_estimator=algo.adv_estimator, gamma=algo.gamma, lam=algo.lam,
-                                 num_repeat=samples + 2, config=algo)
-        metrics = {"step": step, "reward/mean": float(np.mean(scores)), **reward_step_metrics(reward_infos),
-                   **pop_advantage_filter_metrics()}
-
-        # 5. policy updates through verl's ppo_loss
-        model.train()
-        for epoch in range(actor_cfg.ppo_epochs):
-            td = TensorDict(
-                {"prompts": prompts_t, "responses": responses_t, "attention_mask": attn, "response_mask": response_mask,
-                 "old_log_probs": old_log_probs, "advantages": data.batch["advantages"]},
-                batch_size=[bsz],
-            )
-            tu.assign_non_tensor(td, dp_size=1, batch_num_tokens=int(response_mask.sum()), global_batch_size=bsz)
-            loss, loss_metrics = ppo_loss(actor_cfg, {"log_probs": torch.cat(all_log_probs())}, td)
-            optim.zero_grad()
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
-            for k, v in loss_metrics.items():
-                val = v.values[0] if hasattr(v, "values") else v
-                metrics[f"{k}@epoch{epoch}"] = float(val.item() if torch.is_tensor(val) else val)
-            metrics[f"actor/grad_norm@epoch{epoch}"] = float(grad_norm)
-        metrics["timing_s"] = time.perf_counter() - t0
-        history.append(metrics)
-        with open(workdir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        last = actor_cfg.ppo_epochs - 1
-        print(
-            f"step {step}: reward/mean={metrics['reward/mean']:.3f} "
-            f"reward/format_mean={metrics['reward/format_mean']:.3f} referee/asked={metrics['referee/asked']:.0f} "
-            f"adv_filter/filtered_frac={metrics['adv_filter/filtered_frac']:.4f} "
-            f"adv_filter/z=[{metrics['adv_filter/z_min']:.2f}, {metrics['adv_filter/z_max']:.2f}] "
-            f"actor/pg_loss={metrics[f'actor/pg_loss@epoch{last}']:.4f} "
-            f"actor/ppo_kl={metrics[f'actor/ppo_kl@epoch{last}']:.4f} "
-            f"actor/pg_clipfrac={metrics[f'actor/pg_clipfrac@epoch{last}']:.3f} "
-            f"actor/preclip_frac={metrics[f'actor/preclip_frac@epoch{last}']:.4f} "
-            f"({metrics['timing_s']:.1f}s)",
-            flush=True,
-        )
-    print(f"all metrics: {workdir / 'metrics.jsonl'}")
-    # the trained policy, in HF format (what the evaluation reads)
-    model.save_pretrained(workdir / "trained")
-    processor.save_pretrained(workdir / "trained")
-    return history
+    n_train: int = 8000  # half easy (SFT), half hard (RL)
+    n_heldout: int = 200  # half easy, half hard
+    sft_steps: int = 550
+    sft_batch: int = 16
+    sft_lr: float = 1e-3
+    sft_warmup: int = 30
+    rl_steps: int = 20
+    rl_prompts: int = 16  # prompts per RL step (one optimizer update)
+    rl_n: int = 4  # samples per prompt
+    rl_lr: float = 5e-5  # 5e-4 wrecked the SFT model in 20 steps (held-out 77.5 -> 52.5 %)
+    eval_k: int = 3  # voting@k (k samples per prompt and order), 0: greedy only
+    max_new_tokens: int = 64
 
 
-def run_eval(workdir: str | Path, k: int = 3) -> dict:
-    """Evaluate the trained tiny model on stand-in files of the three benchmarks (their published formats,
-    drawn images and video frames): greedy, voting@k / any@k and both response orders."""
+QUICK = Plan(n_train=800, n_heldout=40, sft_steps=200, rl_steps=4, rl_prompts=8, eval_k=0)
+
+
+def _line(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+def make_data(wd: Path, plan: Plan, seed: int) -> dict:
+    """Synthetic pairs -> ``preprocess.pairs`` -> ``sft/`` (easy rows with reasoning) and ``rl/`` (hard rows)."""
+    from preprocess.pairs import main as pairs_main
+    from preprocess.synth import write_dataset
+
+    summary = write_dataset(wd / "data", plan.n_train, plan.n_heldout, seed, force=True)
+    common = ["--input", str(wd / "data" / "pairs.jsonl"), "--seed", str(seed), "--no-progress"]
+    # all rows -> the SFT parquet of the rows with a reasoning (the easy ones); the RL parquet of this call is unused
+    if pairs_main([*common, "--out", str(wd / "pairs_all"), "--sft-out", str(wd / "sft"), "--val-fraction", "0.02"]):
+        raise SystemExit("preprocess.pairs failed on the synthetic pairs")
+    if pairs_main([*common, "--out", str(wd / "rl"), "--difficulty-filter", "--val-fraction", "0.05"]):
+        raise SystemExit("preprocess.pairs failed on the synthetic pairs (hard rows)")
+    return summary
+
+
+def build_base(wd: Path, seed: int) -> Path:
+    from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM, build_tiny_qwen25vl
+
+    return build_tiny_qwen25vl(wd / "tiny-qwen25vl", seed=seed, head_dim=VLLM_CPU_HEAD_DIM, corpus="synth",
+                               hidden=MODEL_HIDDEN, layers=MODEL_LAYERS)
+
+
+def _copy_processor(src_model: Path, dst: Path) -> None:
+    from r1reward_verl.cpu.prepare import _PROCESSOR_FILES
+
+    for name in _PROCESSOR_FILES:
+        if (src_model / name).exists() and not (dst / name).exists():
+            shutil.copy2(src_model / name, dst / name)
+
+
+def run_sft(wd: Path, name: str, init: Path, steps: int, batch: int, lr: float, warmup: int, seed: int) -> Path:
+    """verl's SFT trainer (torchrun, one CPU process) from ``init`` on ``sft/`` -> ``wd/<name>`` (HF).
+    Its loss per step goes to ``logs/sft/<name>.jsonl`` (verl's file logger)."""
+    from r1reward_verl.cpu.prepare import sft_command
+    from r1reward_verl.procs import run_in_session
+
+    ckpt = wd / "checkpoints" / name
+    shutil.rmtree(ckpt, ignore_errors=True)
+    (wd / "logs" / "sft").mkdir(parents=True, exist_ok=True)
+    (wd / "logs" / "sft" / f"{name}.jsonl").unlink(missing_ok=True)
+    cmd = sft_command(init, wd / "sft", ckpt, epochs=1000, lr=lr, batch=batch, extra=[
+        f"trainer.total_training_steps={steps}", f"optim.lr_warmup_steps={warmup}", f"trainer.seed={seed}",
+        "trainer.logger=[console,file]", "trainer.project_name=sft", f"trainer.experiment_name={name}",
+        "checkpoint.save_contents=[hf_model]",
+    ])  # fmt: skip
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled",
+               VERL_FILE_LOGGER_ROOT=str(wd / "logs"))  # fmt: skip
+    log = wd / "logs" / f"{name}.log"
+    if run_in_session(cmd, log, env=env, cwd=wd):
+        raise SystemExit(f"verl's SFT trainer failed ({name}); see {log}")
+    exports = sorted(ckpt.glob("global_step_*/huggingface"), key=lambda p: int(p.parent.name.split("_")[-1]))
+    if not exports:
+        raise SystemExit(f"verl's SFT trainer wrote no HF export under {ckpt}; see {log}")
+    out = wd / name
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(exports[-1], out)
+    _copy_processor(init, out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return out
+
+
+def rl_overrides(wd: Path, plan: Plan, seed: int, experiment: str) -> list[str]:
+    """``hydra_configs/r1reward_cpu.yaml`` sized for the miniature (``R1R_CPU_DIR`` = the work dir)."""
+    batch = plan.rl_prompts * plan.rl_n
+    return [
+        f"trainer.experiment_name={experiment}",
+        f"trainer.total_training_steps={plan.rl_steps}", f"trainer.save_freq={plan.rl_steps}", "trainer.test_freq=-1",
+        "trainer.logger=[console,file,tensorboard]",
+        f"data.train_batch_size={plan.rl_prompts}", f"data.seed={seed}", "data.max_response_length=96",
+        f"actor_rollout_ref.rollout.n={plan.rl_n}", f"actor_rollout_ref.rollout.seed={seed}",
+        f"actor_rollout_ref.actor.data_loader_seed={seed}",
+        f"actor_rollout_ref.actor.optim.lr={plan.rl_lr}", f"actor_rollout_ref.actor.ppo_mini_batch_size={plan.rl_prompts}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.rollout.max_num_seqs={batch}",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+        f"hydra.run.dir={wd}/logs/hydra/{experiment}", f"hydra.sweep.dir={wd}/logs/hydra/{experiment}-sweep",
+    ]  # fmt: skip
+
+
+def main_ppo(wd: Path, overrides: list[str], log: Path, multirun: bool = False) -> None:
+    from r1reward_verl.procs import run_in_session
+
+    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name",
+           "r1reward_cpu", *(["-m"] if multirun else []), *overrides]  # fmt: skip
+    env = dict(os.environ, R1R_CPU_DIR=str(wd), RAY_DEDUP_LOGS="0", TOKENIZERS_PARALLELISM="false")
+    if run_in_session(cmd, log, env=env, cwd=REPO_ROOT):
+        raise SystemExit(f"verl's main_ppo failed; see {log}")
+
+
+@contextlib.contextmanager
+def referee_overrides(wd: Path, referee: str):
+    """``hosted``: the config's referee (the tiny base model on vLLM, hosted by verl's reward loop: a random
+    model, its verdicts carry no signal). ``rule``: ``r1reward_verl.servers scripted --behaviour rule`` on
+    127.0.0.1 through ``referee=endpoint`` (CONSISTENT iff the reasoning's last "Response N" is the answer:
+    what a good referee says on this task), started here and stopped with its session."""
+    if referee == "hosted":
+        yield []
+        return
+    from r1reward_verl.procs import Server, free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "r1reward_verl.servers", "scripted", "--behaviour", "rule", "--port", str(port)]
+    with Server(cmd, f"http://127.0.0.1:{port}/health", wd / "logs" / "referee.log"):
+        yield ["referee=endpoint", f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://127.0.0.1:{port}/v1",
+               "reward.custom_reward_function.reward_kwargs.referee_model=rule"]  # fmt: skip
+
+
+def run_rl(wd: Path, plan: Plan, seed: int, referee: str = "hosted") -> Path:
+    """verl's ``main_ppo`` on the paper's CPU config from ``policy/`` (= the SFT checkpoint) -> ``rl/`` (HF)."""
+    exp = "miniature-rl"
+    shutil.rmtree(wd / "checkpoints" / exp, ignore_errors=True)
+    (wd / "logs" / "r1reward_cpu" / f"{exp}.jsonl").unlink(missing_ok=True)
+    with referee_overrides(wd, referee) as extra:
+        main_ppo(wd, rl_overrides(wd, plan, seed, exp) + extra, wd / "logs" / "rl.log")
+    export = wd / "checkpoints" / exp / f"global_step_{plan.rl_steps}" / "actor" / "huggingface"
+    if not (export / "config.json").exists():
+        raise SystemExit(f"main_ppo wrote no HF export at {export}; see {wd / 'logs' / 'rl.log'}")
+    out = wd / "rl_model"
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(export, out)
+    _copy_processor(wd / "policy", out)
+    return out
+
+
+def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "hosted") -> list[str]:
+    """The four ablations as one Hydra sweep (``-m ablation=...``) from the same SFT checkpoint."""
+    exps = [f"miniature-{a}" for a in ABLATIONS]
+    for e in exps:
+        (wd / "logs" / "r1reward_cpu" / f"{e}.jsonl").unlink(missing_ok=True)
+    over = [o for o in rl_overrides(wd, plan, seed, "X") if not o.startswith(("trainer.experiment_name", "trainer.save_freq"))]
+    over += [f"ablation={','.join(ABLATIONS)}", "trainer.experiment_name=miniature-${r1reward.ablation}",
+             "trainer.save_freq=-1"]  # fmt: skip
+    with referee_overrides(wd, referee) as extra:
+        main_ppo(wd, over + extra, wd / "logs" / "ablations.log", multirun=True)
+    return exps
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int) -> dict:
+    """Held-out accuracy of ``model`` with the real evaluator: greedy (+ voting@k), both orders."""
+    from preprocess.synth import accuracy_by_difficulty
     from r1reward_verl.eval.backends import TransformersBackend
-    from r1reward_verl.eval.fixtures import write_fixture_files
-    from r1reward_verl.eval.runner import evaluate
+    from r1reward_verl.eval.metrics import pct, vote_right
+    from r1reward_verl.eval.runner import evaluate, read_items
+    from r1reward_verl.reward.parse import parse_output
 
-    workdir = Path(workdir)
-    files = write_fixture_files(workdir / "eval_fixtures")
-    backend = TransformersBackend(str(workdir / "trained"), max_new_tokens=32)
-    doc = evaluate({"vl_rewardbench": str(files["vl_rewardbench_jsonl"]),
-                    "multimodal_rewardbench": str(files["multimodal_rewardbench"]),
-                    "mm_rlhf_rewardbench": str(files["mm_rlhf_rewardbench"])},
-                   backend, workdir / "eval", k=k, swap=True, max_frames=4, model_name="demo (tiny)", progress=False)  # fmt: skip
-    print((workdir / "eval" / "table.md").read_text())
-    print(f"evaluation outputs: {workdir / 'eval'} (items.jsonl, metrics.json, table.md, accuracy_vs_k*.png); "
-          "a random tiny model mostly writes unparsable text, which counts as wrong")  # fmt: skip
-    return doc
+    heldout = wd / "data" / "heldout"
+    out = wd / "eval" / name
+    shutil.rmtree(out, ignore_errors=True)
+    backend = TransformersBackend(str(model), max_new_tokens=plan.max_new_tokens, seed=seed)
+    evaluate({"vl_rewardbench": str(heldout / "vl_rewardbench.jsonl")}, backend, out, k=plan.eval_k, swap=True,
+                   seed=seed, media_roots={"vl_rewardbench": str(heldout)}, model_name=name, progress=False)  # fmt: skip
+    records = read_items(out / "items.jsonl")
+    by_d = accuracy_by_difficulty(records)["vl_rewardbench"]
+    greedy = [r["outputs"][0] for r in records] + [r["swapped"]["outputs"][0] for r in records]
+    res = {
+        "accuracy": round(sum(v["acc"] * v["n"] for v in by_d.values()) / sum(v["n"] for v in by_d.values()), 1),
+        "accuracy_easy": by_d.get("easy", {}).get("acc"),
+        "accuracy_hard": by_d.get("hard", {}).get("acc"),
+        "accuracy_both_orders": round(sum(v["acc_both_orders"] * v["n"] for v in by_d.values())
+                                      / sum(v["n"] for v in by_d.values()), 1),  # fmt: skip
+        "format_rate": round(100.0 * sum(parse_output(t).format_ok for t in greedy) / len(greedy), 1),
+        "pairs": len(records),
+    }
+    if plan.eval_k:  # majority of k samples (a tie or no parsed sample is wrong), paper §5.2
+        right = vote_right(plan.eval_k)
+        res[f"voting@{plan.eval_k}"] = pct(sum(right(r) for r in records), len(records))
+    return res
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="StableReinforce through verl on the tiny model (CPU).")
+# ------------------------------------------------------------------------------------------- reporting
+
+
+def _jsonl_series(path: Path, key: str) -> list[tuple[int, float]]:
+    from r1reward_verl.plot import read_jsonl
+
+    if not path.exists():
+        return []
+    steps = read_jsonl(path).by_step()
+    return [(s, m[key]) for s, m in sorted(steps.items()) if key in m]
+
+
+def rl_curves(wd: Path, exp: str = "miniature-rl") -> dict:
+    p = wd / "logs" / "r1reward_cpu" / f"{exp}.jsonl"
+    keys = {"reward": "critic/score/mean", "result": "reward/result_mean", "format": "reward/format_mean",
+            "consistency": "reward/consistency_mean", "response_length": "response_length/mean"}  # fmt: skip
+    return {name: _jsonl_series(p, key) for name, key in keys.items()}
+
+
+def write_report(wd: Path, summary: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ev = summary["eval"]
+    stages = [s for s in ("base", "sft", "control", "rl") if s in ev]
+    rows = ["| checkpoint | accuracy | easy | hard | both orders | " + (f"voting@{summary['plan']['eval_k']} | " if summary["plan"]["eval_k"] else "") + "format |",
+            "|---|---|---|---|---|" + ("---|" if summary["plan"]["eval_k"] else "") + "---|"]  # fmt: skip
+    for s in stages:
+        e = ev[s]
+        vote = f" {e.get('voting@' + str(summary['plan']['eval_k']), '–')} |" if summary["plan"]["eval_k"] else ""
+        rows.append(f"| {s} | {e['accuracy']} | {e['accuracy_easy']} | {e['accuracy_hard']} | {e['accuracy_both_orders']} |"
+                    f"{vote} {e['format_rate']} |")  # fmt: skip
+    table = "\n".join(rows)
+    (wd / "table.md").write_text(
+        f"Held-out accuracy (%) of the miniature, seed {summary['seed']}: {ev['base']['pairs']} pairs "
+        f"(half easy, half hard), greedy, asked in the order given; 'both orders' = right in both orders.\n\n{table}\n")
+    print(table, flush=True)
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    ax = axes[0]
+    width = 0.8 / 2
+    for i, d in enumerate(("easy", "hard")):
+        vals = [ev[s][f"accuracy_{d}"] or 0 for s in stages]
+        ax.bar([x + (i - 0.5) * width for x in range(len(stages))], vals, width, label=d)
+    ax.axhline(50, color="grey", ls=":", lw=1)
+    ax.set_xticks(range(len(stages)), stages)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("held-out greedy accuracy (%)")
+    ax.set_title("Accuracy by checkpoint and difficulty")
+    ax.legend()
+    sft = summary.get("sft_loss", [])
+    axes[1].plot([s for s, _ in sft], [v for _, v in sft], lw=1, label="cold start")
+    ctl = summary.get("control_loss", [])
+    if ctl:
+        off = sft[-1][0] if sft else 0
+        axes[1].plot([off + s for s, _ in ctl], [v for _, v in ctl], lw=1, label="control (SFT continued)")
+    axes[1].set_xlabel("SFT step")
+    axes[1].set_ylabel("train/loss")
+    axes[1].set_yscale("log")
+    axes[1].set_title("SFT loss (verl's SFT trainer)")
+    axes[1].legend()
+    for name, series in summary.get("rl_curves", {}).items():
+        if series and name in ("reward", "result", "format", "consistency"):
+            axes[2].plot([s for s, _ in series], [v for _, v in series], marker=".", label=name)
+    axes[2].set_xlabel("RL step")
+    axes[2].set_title("RL reward (verl's main_ppo, StableReinforce)")
+    axes[2].legend()
+    fig.tight_layout()
+    fig.savefig(wd / "accuracy.png", dpi=110)
+    plt.close(fig)
+
+
+def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, ablations: bool = False,
+        referee: str = "hosted") -> dict:  # fmt: skip
+    from r1reward_verl.plot import main as plot_main
+
+    t0 = time.monotonic()
+    wd = Path(wd).resolve()
+    wd.mkdir(parents=True, exist_ok=True)
+    (wd / "summary.json").unlink(missing_ok=True)
+    timings: dict[str, float] = {}
+    summary: dict = {"seed": seed, "plan": asdict(plan), "referee": referee, "eval": {}}
+
+    def stage(name: str, msg: str):
+        _line(f"{len(timings) + 1}. {msg}")
+        timings[name] = time.monotonic()
+
+    def done(name: str, msg: str = "") -> None:
+        timings[name] = round(time.monotonic() - timings[name], 1)
+        _line(f"   {name}: {timings[name]:.0f} s{'; ' + msg if msg else ''}")
+
+    stage("data", f"synthetic pairs (seed {seed}) -> preprocess.pairs -> {wd / 'sft'}, {wd / 'rl'}")
+    summary["data"] = make_data(wd, plan, seed)
+    tr, ho = summary["data"]["train"], summary["data"]["heldout"]
+    done("data", f"train {tr['by_difficulty']} ({tr['reasoning_rows']} with reasoning -> SFT; hard -> RL), "
+                 f"held-out {ho['by_difficulty']}")  # fmt: skip
+    stage("base", "tiny Qwen2.5-VL (head_dim 32, task tokenizer) and its held-out evaluation")
+    base = build_base(wd, seed)
+    summary["eval"]["base"] = evaluate_model(wd, "base", base, replace(plan, eval_k=0), seed)  # random: greedy is enough
+    done("base", f"accuracy {summary['eval']['base']['accuracy']} %, format {summary['eval']['base']['format_rate']} %")
+
+    stage("sft", f"cold start: verl's SFT trainer, {plan.sft_steps} steps x {plan.sft_batch} (log: logs/policy.log)")
+    policy = run_sft(wd, "policy", base, plan.sft_steps, plan.sft_batch, plan.sft_lr, plan.sft_warmup, seed)
+    summary["sft_loss"] = _jsonl_series(wd / "logs" / "sft" / "policy.jsonl", "train/loss")
+    summary["eval"]["sft"] = evaluate_model(wd, "sft", policy, plan, seed)
+    done("sft", f"loss {summary['sft_loss'][0][1]:.3f} -> {summary['sft_loss'][-1][1]:.3f}; accuracy "
+                f"{summary['eval']['sft']['accuracy']} % (hard {summary['eval']['sft']['accuracy_hard']} %)")  # fmt: skip
+
+    stage("rl", f"RL: verl's main_ppo, r1reward_cpu.yaml, {plan.rl_steps} steps x {plan.rl_prompts} prompts x "
+                f"{plan.rl_n} (log: logs/rl.log)")  # fmt: skip
+    t_rl = time.monotonic()
+    rl = run_rl(wd, plan, seed, referee)
+    summary["rl_seconds"] = round(time.monotonic() - t_rl, 1)
+    summary["rl_curves"] = rl_curves(wd)
+    summary["eval"]["rl"] = evaluate_model(wd, "rl", rl, plan, seed)
+    rew = summary["rl_curves"]["reward"]
+    done("rl", f"reward {rew[0][1]:.3f} -> {rew[-1][1]:.3f}; accuracy {summary['eval']['rl']['accuracy']} % "
+               f"(hard {summary['eval']['rl']['accuracy_hard']} %), format {summary['eval']['rl']['format_rate']} %")  # fmt: skip
+
+    if control:
+        stage("control", f"control: SFT continued {plan.rl_steps} updates x {plan.rl_prompts * plan.rl_n} at lr {plan.rl_lr}")
+        ctl = run_sft(wd, "control", policy, plan.rl_steps, plan.rl_prompts * plan.rl_n, plan.rl_lr, 0, seed)
+        summary["control_loss"] = _jsonl_series(wd / "logs" / "sft" / "control.jsonl", "train/loss")
+        summary["eval"]["control"] = evaluate_model(wd, "control", ctl, plan, seed)
+        done("control", f"accuracy {summary['eval']['control']['accuracy']} % (hard "
+                        f"{summary['eval']['control']['accuracy_hard']} %)")  # fmt: skip
+
+    stage("report", f"table.md, accuracy.png, plots/ (Figure 2/5 panels from verl's logs)")
+    plot_main([str(wd / "logs" / "r1reward_cpu" / "miniature-rl.jsonl"), "--out", str(wd / "plots")])
+    ev = summary["eval"]
+    summary["accuracy"] = {s: ev[s]["accuracy"] for s in ("base", "sft", "rl", "control") if s in ev}
+    summary["accuracy_hard"] = {s: ev[s]["accuracy_hard"] for s in ("sft", "rl", "control") if s in ev}
+    summary["format_rate"] = {s: ev[s]["format_rate"] for s in ("base", "sft", "rl", "control") if s in ev}
+    write_report(wd, summary)
+    done("report")
+
+    if ablations:
+        stage("ablations", f"the four ablations as one sweep from the same SFT checkpoint (log: logs/ablations.log)")
+        exps = run_ablations(wd, plan, seed, referee)
+        runs = [str(wd / "logs" / "r1reward_cpu" / f"{e}.jsonl") for e in ["miniature-rl", *exps]]
+        plot_main([*runs, "--out", str(wd / "plots_ablations"), "--labels", "StableReinforce", *ABLATIONS])
+        summary["ablations"] = {e: rl_curves(wd, e) for e in exps}
+        done("ablations")
+
+    summary["seconds"] = round(time.monotonic() - t0, 1)
+    summary["stage_seconds"] = timings
+    (wd / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _line(f"done in {summary['seconds'] / 60:.1f} min: {wd / 'summary.json'}, {wd / 'table.md'}, {wd / 'accuracy.png'}, "
+          f"{wd / 'plots'}")  # fmt: skip
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=4, help="responses per prompt (rollout.n)")
-    parser.add_argument("--data", default=str(SAMPLE_PAIRS), help="pairs (generic pair format); default: the bundled sample")
-    parser.add_argument("--lr", type=float, default=0.05, help="large on purpose: moves the tiny policy enough to pre-clip")
-    parser.add_argument("--eval-k", type=int, default=3, help="then evaluate with voting@k on stand-in benchmark "
-                        "files (greedy + k samples, both orders); 0: no evaluation")  # fmt: skip
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides for hydra_configs/r1reward.yaml")
+    parser.add_argument("--seed", type=int, default=0, help="data, initial weights, SFT order and RL sampling")
+    parser.add_argument("--quick", action="store_true", help="a few minutes: small data, short SFT and RL, greedy only")
+    parser.add_argument("--no-control", action="store_true", help="skip the control (SFT continued)")
+    parser.add_argument("--ablations", action="store_true", help="also run the four ablations and overlay them")
+    parser.add_argument("--referee", choices=["hosted", "rule"], default="hosted",
+                        help="hosted: the config's referee (the tiny random model, hosted by verl's reward loop); "
+                             "rule: a rule-based referee on 127.0.0.1 (referee=endpoint)")  # fmt: skip
+    for f in Plan.__dataclass_fields__.values():
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(Plan(), f.name)), default=None,
+                            help=f"default {getattr(Plan(), f.name)} ({getattr(QUICK, f.name)} with --quick)")  # fmt: skip
     args = parser.parse_args(argv)
-    history = run_demo(args.workdir, steps=args.steps, samples=args.samples, lr=args.lr, overrides=tuple(args.overrides),
-                       data=args.data)
-    print(f"done: {len(history)} steps")
-    if args.eval_k:
-        run_eval(args.workdir, args.eval_k)
+    plan = QUICK if args.quick else Plan()
+    plan = replace(plan, **{k: getattr(args, k) for k in Plan.__dataclass_fields__ if getattr(args, k) is not None})
+    run(Path(args.workdir), seed=args.seed, plan=plan, control=not args.no_control, ablations=args.ablations,
+        referee=args.referee)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

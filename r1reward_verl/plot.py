@@ -15,7 +15,7 @@ Inputs (each RUN_DIR argument, searched recursively):
 * verl's file logger (``verl.utils.tracking.FileLogger``): ``<root>/<project>/<experiment>.jsonl``, one
   ``{"step": n, "data": {metric: value}}`` line per step; the run is labelled by the file's stem, i.e. the
   experiment name. orjson writes NaN and ±inf as ``null``: read back as NaN. Flat lines
-  ``{"step": n, metric: value, ...}`` (``r1reward_verl.demo``'s ``metrics.jsonl``) are read too; a metric
+  ``{"step": n, metric: value, ...}`` are read too; a metric
   logged per PPO epoch as ``key@epochN`` stands for ``key`` (the last epoch) when ``key`` is absent.
   JSONL files whose first line has no ``step`` (e.g. evaluation ``items.jsonl``) are skipped.
 * verl's TensorBoard logger (``torch.utils.tensorboard.SummaryWriter``): a folder holding

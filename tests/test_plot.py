@@ -180,8 +180,8 @@ def test_single_run_labels_and_no_data(logs, tmp_path, capsys):
     assert "1 --labels for 2 runs" in capsys.readouterr().err
 
 
-def test_flat_demo_jsonl(tmp_path, capsys):
-    """r1reward_verl.demo's metrics.jsonl: flat lines, per-epoch loss keys (the last epoch is plotted)."""
+def test_flat_jsonl(tmp_path, capsys):
+    """Flat JSONL lines (a hand-rolled loop's log), per-epoch loss keys (the last epoch is plotted)."""
     p = tmp_path / "demo" / "metrics.jsonl"
     p.parent.mkdir()
     p.write_text(
