@@ -55,7 +55,7 @@ class Plan:
 
     n_train: int = 8000  # half easy (SFT), half hard (RL)
     n_heldout: int = 200  # half easy, half hard
-    sft_steps: int = 550
+    sft_steps: int = 700
     sft_batch: int = 16
     sft_lr: float = 1e-3
     sft_warmup: int = 30
