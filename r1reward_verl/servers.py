@@ -4,12 +4,16 @@
     python -m r1reward_verl.servers scripted --port 8012 [--behaviour rule] [--latency 0.05]
 
 ``tiny`` runs a checkpoint with transformers on CPU: greedy generation, or, when the request has
-vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest log-likelihood.
+vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest log-likelihood. Images
+(``image_url`` parts as base64 data URIs) go through the model's processor; ``GET /stats`` counts the
+requests and the images they carried.
 
 ``scripted`` answers deterministically for tests (bind it to 127.0.0.1 only):
 * ``rule``: reads the reasoning between the request's own boundary markers and the "Final answer"
   line, and answers CONSISTENT if the last "Response N" mentioned in the reasoning is the final
   answer's N, INCONSISTENT if it is the other, UNCLEAR if none;
+* ``synth``: the referee of the miniature's synthetic task (:func:`synth_verdict`): CONSISTENT iff the
+  reasoning's own analysis (the image's colour, each response's colour) supports the final answer;
 * ``echo``: repeats the reasoning, then a verdict line (a sloppy referee: not a strict verdict);
 * ``fail500``, ``garbage`` (a non-JSON 200 body), ``slow`` (sleeps ``--slow-seconds``), and
   ``flaky`` (HTTP 500 for the first ``--fail-first`` requests, then ``rule``);
@@ -30,6 +34,7 @@ import asyncio
 import re
 import time
 import uuid
+from typing import Optional
 
 _MARK_RE = re.compile(r"\[\[REASONING ([0-9a-f]+)\]\]\n")
 _FINAL_RE = re.compile(r"Final answer: Response ([12]) is better\.")
@@ -60,19 +65,45 @@ def _user_text(messages: list[dict]) -> str:
     return "\n".join(parts)
 
 
-def rule_verdict(user_text: str) -> str:
-    """The ``rule`` referee: compare the reasoning's last "Response N" with the final answer."""
+def _reasoning_and_final(user_text: str) -> tuple[Optional[str], Optional[str]]:
+    """The reasoning between the referee prompt's boundary markers and the final answer's N (or None)."""
     m = _MARK_RE.search(user_text)
     final = _FINAL_RE.findall(user_text)
     if not m or not final:
-        return "UNCLEAR"
+        return None, None
     nonce = m.group(1)
     end = user_text.find(f"\n[[END REASONING {nonce}]]", m.end())
-    reasoning = user_text[m.end() : end if end >= 0 else len(user_text)]
+    return user_text[m.end() : end if end >= 0 else len(user_text)], final[-1]
+
+
+def rule_verdict(user_text: str) -> str:
+    """The ``rule`` referee: compare the reasoning's last "Response N" with the final answer."""
+    reasoning, final = _reasoning_and_final(user_text)
+    if reasoning is None:
+        return "UNCLEAR"
     mentions = re.findall(r"Response ([12])", reasoning)
     if not mentions:
         return "UNCLEAR"
-    return "CONSISTENT" if mentions[-1] == final[-1] else "INCONSISTENT"
+    return "CONSISTENT" if mentions[-1] == final else "INCONSISTENT"
+
+
+def synth_verdict(user_text: str) -> str:
+    """The ``synth`` referee, for ``preprocess.synth``'s reasoning template: CONSISTENT iff the reasoning
+    reads as the template does (``preprocess.synth.REASONING_RE``) and its conclusion follows from its own
+    analysis: the colour it says the image shows is the colour it lists for the response it concludes
+    for, and that response is the final answer. Otherwise INCONSISTENT (a garbled analysis supports no
+    answer); UNCLEAR only when the prompt has no reasoning block or final answer. It never looks at the
+    image: like the paper's referee it judges the reasoning against the answer, not the answer's truth."""
+    from preprocess.synth import REASONING_RE
+
+    reasoning, final = _reasoning_and_final(user_text)
+    if reasoning is None:
+        return "UNCLEAR"
+    m = REASONING_RE.match(reasoning.strip())
+    if not m:
+        return "INCONSISTENT"
+    said = {"1": m["said_1"], "2": m["said_2"]}
+    return "CONSISTENT" if m["better"] == final and said[final] == m["colour"] else "INCONSISTENT"
 
 
 def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: float = 30.0, fail_first: int = 0):
@@ -133,7 +164,7 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
                 out["usage"] = {"prompt_tokens": len(text.split()), "completion_tokens": 8 * len(picks),
                                 "total_tokens": len(text.split()) + 8 * len(picks)}  # fmt: skip
                 return out
-            verdict = rule_verdict(text)
+            verdict = synth_verdict(text) if behaviour == "synth" else rule_verdict(text)
             if behaviour == "echo":
                 m = _MARK_RE.search(text)
                 echoed = text[m.end():] if m else text
@@ -143,6 +174,18 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
             stats["in_flight"] -= 1
 
     return app
+
+
+def _data_uri_image(url: str):
+    """A PIL image from a ``data:image/...;base64,...`` URI (what our OpenAI clients send)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    if not url.startswith("data:") or ";base64," not in url:
+        raise ValueError(f"the tiny server takes images as base64 data URIs, got {url[:40]!r}")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(";base64,", 1)[1]))).convert("RGB")
 
 
 def tiny_app(model_dir: str):
@@ -156,29 +199,55 @@ def tiny_app(model_dir: str):
     lock = asyncio.Lock()
     app = FastAPI()
 
-    def _prompt_ids(messages):
-        msgs = [{"role": m["role"], "content": m["content"] if isinstance(m["content"], str) else _user_text([m])}
-                for m in messages]  # fmt: skip
-        text = tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        return tokenizer(text, return_tensors="pt")["input_ids"]
+    stats = {"requests": 0, "images": 0}
+
+    def _inputs(messages) -> dict:
+        """The chat through the processor: text parts, and ``image_url`` parts (data URIs) as real images."""
+        msgs, images = [], []
+        for m in messages:
+            c = m["content"]
+            if isinstance(c, str):
+                msgs.append({"role": m["role"], "content": c})
+                continue
+            parts = []
+            for x in c:
+                if x.get("type") == "text":
+                    parts.append({"type": "text", "text": x.get("text", "")})
+                elif x.get("type") == "image_url":
+                    images.append(_data_uri_image(x["image_url"]["url"]))
+                    parts.append({"type": "image"})
+            msgs.append({"role": m["role"], "content": parts})
+        text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        stats["images"] += len(images)
+        return dict(processor(text=[text], images=images or None, return_tensors="pt"))
+
+    def _vision(enc: dict) -> dict:
+        return {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
 
     @torch.no_grad()
-    def _choose(ids, choices):
+    def _choose(enc, choices):
+        ids = enc["input_ids"]
         best, best_lp = None, None
         for c in choices:
             cid = tokenizer(c, return_tensors="pt")["input_ids"]
             full = torch.cat([ids, cid], dim=1)
-            logp = torch.log_softmax(model(input_ids=full).logits[0, :-1].float(), -1)
+            logits = model(input_ids=full, attention_mask=torch.ones_like(full), **_vision(enc)).logits
+            logp = torch.log_softmax(logits[0, :-1].float(), -1)
             lp = logp[ids.shape[1] - 1 :].gather(-1, cid[0, :, None]).sum().item()
             if best_lp is None or lp > best_lp:
                 best, best_lp = c, lp
         return best
 
     @torch.no_grad()
-    def _generate(ids, max_tokens):
-        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
-                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    def _generate(enc, max_tokens):
+        ids = enc["input_ids"]
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **_vision(enc), max_new_tokens=max_tokens,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
         return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    @app.get("/stats")
+    async def get_stats():
+        return dict(stats)
 
     @app.get("/health")
     async def health():
@@ -191,13 +260,14 @@ def tiny_app(model_dir: str):
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await request.json()
-        ids = _prompt_ids(body["messages"])
+        stats["requests"] += 1
         choices = (body.get("structured_outputs") or {}).get("choice")
         async with lock:
+            enc = await asyncio.to_thread(_inputs, body["messages"])
             if choices:
-                content = await asyncio.to_thread(_choose, ids, choices)
+                content = await asyncio.to_thread(_choose, enc, choices)
             else:
-                content = await asyncio.to_thread(_generate, ids, int(body.get("max_tokens") or 16))
+                content = await asyncio.to_thread(_generate, enc, int(body.get("max_tokens") or 16))
         return _completion(content, body.get("model") or model_dir)
 
     return app
@@ -211,7 +281,7 @@ def main(argv=None):
     t = sub.add_parser("tiny")
     t.add_argument("--model", required=True)
     s = sub.add_parser("scripted")
-    s.add_argument("--behaviour", default="rule", choices=["rule", "echo", "fail500", "garbage", "slow", "flaky", "judge", "first"])
+    s.add_argument("--behaviour", default="rule", choices=["rule", "synth", "echo", "fail500", "garbage", "slow", "flaky", "judge", "first"])
     s.add_argument("--latency", type=float, default=0.0)
     s.add_argument("--slow-seconds", type=float, default=30.0)
     s.add_argument("--fail-first", type=int, default=0)

@@ -29,7 +29,7 @@ from verl.trainer.ppo.v1 import PPOTrainerColocateAsync, PPOTrainerSeparateAsync
 
 from r1reward_verl.algos import pop_advantage_filter_metrics  # noqa: E402
 from r1reward_verl.reward.failfast import RefereeFailFast, fail_fast_steps  # noqa: E402
-from r1reward_verl.reward.metrics import reward_step_metrics  # noqa: E402
+from r1reward_verl.reward.metrics import genrm_step_metrics, reward_step_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ class VerlModeMixin:
 
 
 class AdvantageFilterMetricsMixin(VerlModeMixin):
-    """After verl's ``_compute_advantage``, add ``adv_filter/*`` and the reward's ``reward/*``, ``referee/*``.
+    """After verl's ``_compute_advantage``, add ``adv_filter/*`` and the reward's ``reward/*``, ``referee/*`` (and
+    ``genrm/*`` when the pairwise judge is the reward).
 
     The same ``referee/*`` metrics stop a run whose referee is dead: every request of each of the first
     ``referee_fail_fast_steps`` steps that asked it failed (:mod:`r1reward_verl.reward.failfast`).
@@ -86,6 +87,7 @@ class AdvantageFilterMetricsMixin(VerlModeMixin):
             else:
                 step_metrics = reward_step_metrics(infos)
                 metrics.update(step_metrics)
+                metrics.update(genrm_step_metrics(infos))
                 self._watch_referee(step_metrics, infos)
         return batch
 

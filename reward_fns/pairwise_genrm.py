@@ -1,6 +1,9 @@
 """A trained R1-Reward model as a generative pairwise reward for verl's reward loop: ``compute_score``.
 
-Mode ``reference`` (the only one a per-sample reward function can do): each rollout is compared with a
+Modes (``judge_mode``): ``group`` and ``knockout`` judge the n rollouts of a prompt against each other and
+need the reward manager that sees the whole group (``reward.reward_manager.name=pairwise_group``,
+``r1reward_verl.reward.group_manager``); ``reference``, the only one a per-sample reward function can do
+and what this function does: each rollout is compared with a
 reference answer, in both orders (position bias cancels), optionally with ``judge_k`` samples per order
 (majority vote); reward = P(rollout wins) in [0, 1] (``r1reward_verl.pairwise.compare``: an order's verdict
 counts 1/0, a tie, an unparsable reply or a failed judge call 1/2).
@@ -29,9 +32,13 @@ Reward kwargs:
 | judge_max_concurrency | 64 | judge requests in flight per reward-loop worker process |
 | judge_max_tokens | 1024 | the judge's reasoning length |
 | empty_score | 0.0 | the reward of an empty rollout (not sent to the judge) |
+| judge_mode | reference | here; ``group`` / ``knockout`` with the ``pairwise_group`` reward manager |
+| group_size, group_wait_s, single_score | rollout.n, 120, 0.5 | group modes: see ``r1reward_verl.reward.group_manager`` |
 
-Returned (verl's ``reward_extra_info``): ``score``, ``pairwise_p``, ``pairwise_calls``, ``pairwise_attempts``,
-``pairwise_unparsable``, ``pairwise_failed_calls``, ``pairwise_position_agreement``, ``pairwise_error``.
+Returned (verl's ``reward_extra_info``, the same keys in every mode): ``score``, ``pairwise_p``,
+``pairwise_group_size`` (1 here), ``pairwise_partial`` (0 here), ``pairwise_calls``, ``pairwise_attempts``,
+``pairwise_samples``, ``pairwise_unparsable``, ``pairwise_failed_calls``, ``pairwise_comparisons``,
+``pairwise_position_agreement``, ``pairwise_error``; ``genrm/*`` step metrics are made of them.
 A judge fault never fails the step: the call counts 1/2 and is reported.
 """
 
@@ -72,9 +79,27 @@ def _judge(reward_router_address, reward_model_tokenizer, judge, base_url, model
 def _images(specs: Any) -> list[bytes]:
     from preprocess.records import load_image
 
-    if not specs:
+    if specs is None or len(specs) == 0:
         return []
     return [load_image(s, Path("/"))["bytes"] for s in list(specs)]
+
+
+def images_of(extra_info: dict, images_key: Optional[str]) -> list[bytes]:
+    """The images shown to the judge: ``extra_info[images_key]`` (paths or data URIs), none without a key."""
+    return _images(extra_info.get(images_key)) if images_key else []
+
+
+_JUDGE_DEFAULTS = {"judge": "auto", "judge_base_url": None, "judge_model": None, "judge_api_key_env": None,
+                   "judge_timeout": 300.0, "judge_max_retries": 3, "judge_backoff": 0.5, "judge_max_concurrency": 64,
+                   "judge_max_tokens": 1024}  # fmt: skip
+
+
+def judge_from_kwargs(reward_router_address, reward_model_tokenizer, kwargs: dict) -> OpenAIJudge:
+    """The judge of these ``reward_kwargs`` (the keys of the table above; others are ignored)."""
+    kw = {**_JUDGE_DEFAULTS, **{k: v for k, v in kwargs.items() if k in _JUDGE_DEFAULTS}}
+    return _judge(reward_router_address, reward_model_tokenizer, kw["judge"], kw["judge_base_url"], kw["judge_model"],
+                  kw["judge_api_key_env"], kw["judge_timeout"], kw["judge_max_retries"], kw["judge_backoff"],
+                  kw["judge_max_concurrency"], kw["judge_max_tokens"])  # fmt: skip
 
 
 async def compute_score(
@@ -100,8 +125,17 @@ async def compute_score(
     judge_max_concurrency: int = 64,
     judge_max_tokens: int = 1024,
     empty_score: float = 0.0,
+    judge_mode: str = "reference",
+    **group_settings: Any,
 ) -> dict:
     """P(this rollout beats the reference answer) by the pairwise judge. See the module docstring."""
+    if judge_mode != "reference":
+        raise ValueError(f"judge_mode={judge_mode} compares the rollouts of a prompt with each other: it needs the reward "
+                         "manager that sees the whole group, reward.reward_manager.name=pairwise_group (and "
+                         "reward.num_workers=1); a reward function alone can only do judge_mode=reference")  # fmt: skip
+    unknown = set(group_settings) - {"group_size", "group_wait_s", "single_score"}
+    if unknown:
+        raise TypeError(f"unknown pairwise_genrm reward_kwargs: {sorted(unknown)}")
     info = extra_info if isinstance(extra_info, dict) else {}
     reference = info.get(reference_key)
     if reference is None:
@@ -111,14 +145,16 @@ async def compute_score(
     question = str(info.get(question_key) or "")
     j = _judge(reward_router_address, reward_model_tokenizer, judge, judge_base_url, judge_model, judge_api_key_env,
                judge_timeout, judge_max_retries, judge_backoff, judge_max_concurrency, judge_max_tokens)  # fmt: skip
-    out = {"pairwise_p": None, "pairwise_calls": 0, "pairwise_attempts": 0, "pairwise_unparsable": 0,
-           "pairwise_failed_calls": 0, "pairwise_position_agreement": 0, "pairwise_error": None}  # fmt: skip
+    out = {"pairwise_p": None, "pairwise_group_size": 1, "pairwise_partial": 0, "pairwise_calls": 0,
+           "pairwise_attempts": 0, "pairwise_samples": 0, "pairwise_unparsable": 0, "pairwise_failed_calls": 0,
+           "pairwise_comparisons": 0, "pairwise_position_agreement": 0, "pairwise_error": None}  # fmt: skip
     if not (solution_str or "").strip():
         return {"score": float(empty_score), **out}
-    images = _images(info.get(images_key)) if images_key else []
+    images = images_of(info, images_key)
     p, stats = await compare(j, question, images, solution_str, reference, k=int(judge_k), swap=bool(judge_swap))
-    out.update(pairwise_p=p, pairwise_calls=stats.calls, pairwise_attempts=stats.attempts,
+    out.update(pairwise_p=p, pairwise_calls=stats.calls, pairwise_attempts=stats.attempts, pairwise_samples=stats.samples,
                pairwise_unparsable=stats.unparsable, pairwise_failed_calls=stats.failed_calls,
+               pairwise_comparisons=stats.comparisons,
                pairwise_position_agreement=stats.position_agreement,
                pairwise_error=",".join(sorted(stats.errors)) or None)  # fmt: skip
     return {"score": p, **out}

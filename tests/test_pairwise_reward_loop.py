@@ -77,3 +77,150 @@ def test_reference_mode_hosted_router_address(tiny_model_dir):
         address = srv.url.removeprefix("http://").removesuffix("/v1")
         outs = _run_worker(config, address, [items["longer"], items["shorter"]])
     assert [o["reward_score"] for o in outs] == [1.0, 0.0] and srv.stats["requests"] == 4
+
+
+# ------------------------------------------------------------------------- group / knockout: the reward manager
+
+GROUP = ["A long answer: the square in the image is red.", "A shorter one: it is red.", "It is red.", "Red."]
+
+
+def _group_config(tiny_model_dir, mode="group", n=4, workers=1, **kwargs):
+    config = _config(tiny_model_dir, judge_mode=mode, **kwargs)
+    with open_dict(config):
+        config.reward.reward_manager.name = "pairwise_group"
+        config.reward.num_workers = workers
+        config.actor_rollout_ref.rollout.n = n
+    return config
+
+
+def _group_items(tiny_model_dir, texts, uid="u0", images=None):
+    import numpy as np
+    from verl.utils import hf_tokenizer
+
+    tok = hf_tokenizer(tiny_model_dir)
+    out = []
+    for i, text in enumerate(texts):
+        item = agent_loop_item(tok, text, ground_truth="unused", index=0)
+        item.non_tensor_batch["uid"] = np.array([uid], dtype=object)  # what verl's agent loop passes
+        item.non_tensor_batch["session_id"] = np.array([i])
+        if images is not None:
+            item.non_tensor_batch["extra_info"][0]["images"] = images
+        out.append(item)
+    return out
+
+
+def test_group_round_robin_longer_judge_exact_ranking(tiny_model_dir):
+    """n = 4 rollouts of one prompt: the judge prefers the longer answer, so the win rates are known."""
+    from r1reward_verl.pairwise import expected_calls
+    from r1reward_verl.reward.metrics import genrm_step_metrics
+
+    with scripted_judge("longer") as srv:
+        config = _group_config(tiny_model_dir, judge_base_url=srv.url)
+        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP))
+        requests = srv.stats["requests"]
+    assert [o["reward_score"] for o in outs] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+    assert requests == expected_calls(4, "round_robin") == 4 * 3  # n(n-1) with both orders
+    infos = [o["reward_extra_info"] for o in outs]
+    assert sum(i["pairwise_calls"] for i in infos) == 12 and all(i["pairwise_group_size"] == 4 for i in infos)
+    m = genrm_step_metrics(infos)
+    assert m["genrm/calls"] == 12 and m["genrm/position_agreement"] == 1.0 and m["genrm/unparsable_frac"] == 0.0
+    assert m["genrm/partial_rollouts"] == 0 and m["genrm/score_mean"] == pytest.approx(0.5)
+
+
+def test_knockout_longer_judge_champion_and_calls(tiny_model_dir):
+    from r1reward_verl.pairwise import expected_calls
+
+    with scripted_judge("longer") as srv:
+        config = _group_config(tiny_model_dir, mode="knockout", judge_base_url=srv.url)
+        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP))
+        requests = srv.stats["requests"]
+    scores = [o["reward_score"] for o in outs]
+    # the longest wins every match; who meets whom depends on the arrival order (the bracket's seeding)
+    assert scores[0] == 1.0 and sorted(scores) == [0.0, 0.0, 0.5, 1.0]
+    assert requests == expected_calls(4, "knockout") == 2 * (4 - 1)
+
+
+def test_group_position_biased_judge_gives_everyone_the_same(tiny_model_dir):
+    with scripted_judge("first") as srv:
+        config = _group_config(tiny_model_dir, judge_base_url=srv.url)
+        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP))
+    assert [o["reward_score"] for o in outs] == [0.5] * 4
+    assert sum(o["reward_extra_info"]["pairwise_position_agreement"] for o in outs) == 0
+
+
+def test_two_groups_at_once_are_judged_apart(tiny_model_dir):
+    """Rollouts of two prompts arrive interleaved, as from verl's concurrent agent loops."""
+    with scripted_judge("longer") as srv:
+        config = _group_config(tiny_model_dir, n=2, judge_base_url=srv.url)
+        a = _group_items(tiny_model_dir, ["Red.", "It is red, clearly."], uid="a")
+        b = _group_items(tiny_model_dir, ["It is a red square.", "Red!"], uid="b")
+        outs = _run_worker(config, None, [a[0], b[0], a[1], b[1]])
+        requests = srv.stats["requests"]
+    assert [o["reward_score"] for o in outs] == [0.0, 1.0, 1.0, 0.0] and requests == 2 * 2
+
+
+def test_half_failing_judge_is_counted_and_the_step_goes_on(tiny_model_dir):
+    with scripted_judge("flaky") as srv:
+        config = _group_config(tiny_model_dir, n=3, judge_base_url=srv.url, judge_max_retries=0)
+        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:3]))
+        requests = srv.stats["requests"]
+    infos = [o["reward_extra_info"] for o in outs]
+    failed = sum(i["pairwise_failed_calls"] for i in infos)
+    assert requests == 6 and failed == 3  # every odd request fails, none retried
+    assert all(0.0 <= o["reward_score"] <= 1.0 for o in outs) and infos[0]["pairwise_error"]
+    # which calls fail depends on arrival order; a failed call counts 1/2, so the 3 comparisons still share 3 wins
+    assert sum(o["reward_score"] for o in outs) * (3 - 1) == pytest.approx(3.0)
+
+
+def test_group_that_does_not_fill_is_judged_after_the_wait(tiny_model_dir):
+    with scripted_judge("longer") as srv:
+        config = _group_config(tiny_model_dir, n=4, judge_base_url=srv.url, group_wait_s=0.5)
+        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:3]))
+        lone = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:1], uid="alone"))
+    assert [o["reward_score"] for o in outs] == pytest.approx([1.0, 0.5, 0.0])
+    assert all(o["reward_extra_info"]["pairwise_partial"] == 1 for o in outs)
+    assert lone[0]["reward_score"] == 0.5 and lone[0]["reward_extra_info"]["pairwise_calls"] == 0
+
+
+def test_empty_rollout_is_not_judged(tiny_model_dir):
+    with scripted_judge("longer") as srv:
+        config = _group_config(tiny_model_dir, n=3, judge_base_url=srv.url, empty_score=-1.0)
+        outs = _run_worker(config, None, _group_items(tiny_model_dir, ["", GROUP[0], GROUP[3]]))
+        requests = srv.stats["requests"]
+    assert [o["reward_score"] for o in outs] == [-1.0, 1.0, 0.0] and requests == 2
+
+
+def test_group_mode_refuses_several_reward_workers(tiny_model_dir):
+    config = _group_config(tiny_model_dir, workers=2, judge_base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(ValueError, match="reward.num_workers=1"):
+        _run_worker(config, None, [])
+
+
+def test_group_mode_through_the_reward_function_alone_says_what_to_set(tiny_model_dir):
+    config = _config(tiny_model_dir, judge_mode="group", judge_base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(ValueError, match="reward.reward_manager.name=pairwise_group"):
+        _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:1]))
+
+
+def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir, tmp_path):
+    """The tiny Qwen2.5-VL as the judge behind verl's router address, the prompt's image included."""
+    import json
+    import urllib.request
+
+    from PIL import Image
+
+    from tests.servers import running_server
+
+    image = tmp_path / "red.png"
+    Image.new("RGB", (56, 56), (215, 35, 35)).save(image)
+    with running_server("tiny", "--model", tiny_model_dir) as addr:
+        config = _group_config(tiny_model_dir, n=3, judge="hosted", images_key="images", judge_max_tokens=16)
+        outs = _run_worker(config, addr, _group_items(tiny_model_dir, GROUP[:3], images=[str(image)]))
+        with urllib.request.urlopen(f"http://{addr}/stats", timeout=5) as r:
+            stats = json.load(r)
+    infos = [o["reward_extra_info"] for o in outs]
+    assert stats["requests"] == 6 and stats["images"] == 6  # n(n-1) calls, each with the image
+    assert sum(i["pairwise_calls"] for i in infos) == 6 and sum(i["pairwise_failed_calls"] for i in infos) == 0
+    # a random model rarely writes the strict format: unparsable verdicts count 1/2, and are counted
+    assert sum(o["reward_score"] for o in outs) == pytest.approx(1.5)
+    assert sum(i["pairwise_unparsable"] for i in infos) <= 6

@@ -16,10 +16,12 @@ import json, sys
 import verl
 ca = sys.modules.get("verl.trainer.ppo.core_algos")
 tb = sys.modules.get("verl.trainer.ppo.v1.trainer_base")
+rm = sys.modules.get("verl.experimental.reward_loop.reward_manager.registry")
 print(json.dumps({
     "loss": bool(ca) and "stable_reinforce" in ca.POLICY_LOSS_REGISTRY,
     "adv": bool(ca) and "stable_reinforce" in ca.ADV_ESTIMATOR_REGISTRY,
     "trainers": sorted(k for k in (tb.TRAINER_REGISTRY if tb else {}) if k.startswith("r1reward")),
+    "reward_managers": sorted(k for k in (rm.REWARD_MANAGER if rm else {}) if k.startswith("pairwise")),
 }))
 """
 
@@ -36,14 +38,17 @@ def test_fresh_interpreter_import_verl_registers_everything():
         "loss": True,
         "adv": True,
         "trainers": ["r1reward_colocate_async", "r1reward_separate_async", "r1reward_sync"],
+        "reward_managers": ["pairwise_group"],
     }
 
 
 def test_registration_comes_from_the_entry_points():
     got = _probe({"VERL_USE_EXTERNAL_PLUGINS": "none"})
-    assert got["loss"] is False and got["adv"] is False and got["trainers"] == []
+    assert got["loss"] is False and got["adv"] is False and got["trainers"] == [] and got["reward_managers"] == []
     got = _probe({"VERL_USE_EXTERNAL_PLUGINS": "r1reward_algos"})
-    assert got["loss"] is True and got["adv"] is True and got["trainers"] == []
+    assert got["loss"] is True and got["adv"] is True and got["trainers"] == [] and got["reward_managers"] == []
+    got = _probe({"VERL_USE_EXTERNAL_PLUGINS": "r1reward_genrm"})
+    assert got["reward_managers"] == ["pairwise_group"] and got["trainers"] == []
 
 
 @pytest.mark.timeout(600)
@@ -62,11 +67,13 @@ def test_registries_inside_a_ray_worker():
 
                 ca = sys.modules["verl.trainer.ppo.core_algos"]
                 tb = sys.modules["verl.trainer.ppo.v1.trainer_base"]
+                rm = sys.modules["verl.experimental.reward_loop.reward_manager.registry"]
                 return {
                     "pid": os.getpid(),
                     "loss": "stable_reinforce" in ca.POLICY_LOSS_REGISTRY,
                     "adv": "stable_reinforce" in ca.ADV_ESTIMATOR_REGISTRY,
                     "trainer": "r1reward_sync" in tb.TRAINER_REGISTRY,
+                    "reward_manager": "pairwise_group" in rm.REWARD_MANAGER,
                 }
 
         actor = Probe.remote()
@@ -75,4 +82,4 @@ def test_registries_inside_a_ray_worker():
     finally:
         ray.shutdown()
     assert got["pid"] != os.getpid()
-    assert got["loss"] and got["adv"] and got["trainer"]
+    assert got["loss"] and got["adv"] and got["trainer"] and got["reward_manager"]

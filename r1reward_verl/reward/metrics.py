@@ -63,3 +63,30 @@ def reward_overlap_metrics(infos: list[dict]) -> dict[str, float]:
         "reward/tail_wait_s": max(t1 for _, t1 in spans) - gen_end,
         "reward/overlap_frac": hidden / busy if busy > 0 else 1.0,
     }
+
+
+def genrm_step_metrics(infos: Iterable[dict]) -> dict[str, float]:
+    """``genrm/*`` over the trajectories rewarded by the pairwise judge (``reward_fns.pairwise_genrm``, any mode).
+
+    genrm/calls (judge calls, one order of one comparison each), genrm/failed_calls, genrm/unparsable_frac (of the
+    judge outputs asked for), genrm/position_agreement (share of comparisons asked in both orders whose two
+    verdicts agree), genrm/partial_rollouts (rollouts judged in a group that did not fill), genrm/score_mean.
+    In group modes the counters sit on one rollout per group (0 on the others), so the sums are totals.
+    """
+    infos = [i for i in infos if isinstance(i, dict) and "pairwise_calls" in i and "pairwise_p" in i]
+    if not infos:
+        return {}
+
+    def total(key: str) -> float:
+        return float(sum(int(i.get(key) or 0) for i in infos))
+
+    samples, comparisons = total("pairwise_samples"), total("pairwise_comparisons")
+    scores = [float(i["pairwise_p"]) for i in infos if i.get("pairwise_p") is not None]
+    return {
+        "genrm/calls": total("pairwise_calls"),
+        "genrm/failed_calls": total("pairwise_failed_calls"),
+        "genrm/unparsable_frac": total("pairwise_unparsable") / samples if samples else 0.0,
+        "genrm/position_agreement": total("pairwise_position_agreement") / comparisons if comparisons else 0.0,
+        "genrm/partial_rollouts": total("pairwise_partial"),
+        "genrm/score_mean": sum(scores) / len(scores) if scores else 0.0,
+    }
