@@ -15,7 +15,9 @@ if [[ "${DRY_RUN:-0}" == 1 ]]; then
     # placeholders so that a dry run resolves without the real paths
     : "${R1R_POLICY_PATH:=/path/to/sft_checkpoint}" "${R1R_DATA_DIR:=/path/to/rl_parquet}"
     : "${R1R_SFT_DIR:=/path/to/sft_parquet}"
-    export R1R_POLICY_PATH R1R_DATA_DIR R1R_SFT_DIR
+    : "${R1R_POLICY_DATA:=/path/to/policy_parquet}" "${R1R_JUDGE_PATH:=/path/to/r1reward_checkpoint}"
+    : "${R1R_JUDGE_URL:=http://judge-host:8000/v1}"
+    export R1R_POLICY_PATH R1R_DATA_DIR R1R_SFT_DIR R1R_POLICY_DATA R1R_JUDGE_PATH R1R_JUDGE_URL
 fi
 
 # dry_run CONFIG_NAME [overrides...]: compose + validate + print key values, start nothing

@@ -256,7 +256,7 @@ def test_example_scripts_parse_and_name_only_existing_things(script):
 
     for mod in re.findall(r"-m ([a-zA-Z_][\w.]+)", text):
         assert importlib.util.find_spec(mod) is not None, f"{script.name}: no module {mod}"
-    for name in re.findall(r"(?:^|\s)(?:ppo|sft) \"?(r1reward[\w]*)", text, re.M):
+    for name in re.findall(r"(?:^|\s)(?:ppo|sft) \"?((?:r1reward|genrm)[\w]*)", text, re.M):
         assert (CONFIG_DIR / f"{name}.yaml").exists(), f"{script.name}: no config {name}"
     for path in re.findall(r"examples/[\w]+\.sh", text):
         assert (REPO_ROOT / path).exists(), f"{script.name}: no {path}"
@@ -281,6 +281,8 @@ def test_example_scripts_dry_run_what_they_would_launch(monkeypatch):
     assert out.returncode == 0 and "r1reward_sft: sft OK" in out.stdout and "optim.lr = 1e-05" in out.stdout
     out = run_example("examples/dry_run.sh", "--config-name", "r1reward", "trainer.n_gpus_per_node=3")
     assert out.returncode == 1 and "FAILED" in out.stdout  # verl's validation rejects it
+    out = run_example("examples/run_policy_with_genrm.sh", "genrm=knockout", "judge=endpoint")
+    assert out.returncode == 0 and "genrm_policy genrm=knockout judge=endpoint: ppo OK" in out.stdout, out.stdout + out.stderr
 
 
 def test_submit_to_a_real_ray_cluster_through_its_dashboard(tmp_path):

@@ -93,7 +93,7 @@ def _group_config(tiny_model_dir, mode="group", n=4, workers=1, **kwargs):
     return config
 
 
-def _group_items(tiny_model_dir, texts, uid="u0", images=None):
+def _group_items(tiny_model_dir, texts, uid="u0", prompt_image=None):
     import numpy as np
     from verl.utils import hf_tokenizer
 
@@ -103,8 +103,10 @@ def _group_items(tiny_model_dir, texts, uid="u0", images=None):
         item = agent_loop_item(tok, text, ground_truth="unused", index=0)
         item.non_tensor_batch["uid"] = np.array([uid], dtype=object)  # what verl's agent loop passes
         item.non_tensor_batch["session_id"] = np.array([i])
-        if images is not None:
-            item.non_tensor_batch["extra_info"][0]["images"] = images
+        if prompt_image is not None:  # a policy prompt as verl's RLHFDataset builds raw_prompt: PIL image parts
+            raw = [{"role": "user", "content": [{"type": "image", "image": prompt_image},
+                                                {"type": "text", "text": "What colour is the square?"}]}]  # fmt: skip
+            item.non_tensor_batch["raw_prompt"][0] = raw
         out.append(item)
     return out
 
@@ -202,8 +204,25 @@ def test_group_mode_through_the_reward_function_alone_says_what_to_set(tiny_mode
         _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:1]))
 
 
-def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir, tmp_path):
-    """The tiny Qwen2.5-VL as the judge behind verl's router address, the prompt's image included."""
+def test_prompt_parts_reads_verls_raw_prompt():
+    import io
+
+    from PIL import Image
+
+    from r1reward_verl.reward.group_manager import prompt_parts
+
+    im = Image.new("RGB", (28, 28), (0, 0, 255))
+    raw = [{"role": "system", "content": "Be brief."},
+           {"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": "What colour?"},
+                                        {"type": "image", "bytes": b"\x89PNG raw"}]}]  # fmt: skip
+    text, images = prompt_parts(raw)
+    assert text == "What colour?" and len(images) == 2 and images[1] == b"\x89PNG raw"
+    assert Image.open(io.BytesIO(images[0])).getpixel((3, 3)) == (0, 0, 255)
+    assert prompt_parts([{"role": "user", "content": "<image>Which is right?"}]) == ("Which is right?", [])
+
+
+def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir):
+    """The tiny Qwen2.5-VL as the judge behind verl's router address, shown the policy prompt's image."""
     import json
     import urllib.request
 
@@ -211,11 +230,10 @@ def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir, tmp_
 
     from tests.servers import running_server
 
-    image = tmp_path / "red.png"
-    Image.new("RGB", (56, 56), (215, 35, 35)).save(image)
+    image = Image.new("RGB", (56, 56), (215, 35, 35))
     with running_server("tiny", "--model", tiny_model_dir) as addr:
-        config = _group_config(tiny_model_dir, n=3, judge="hosted", images_key="images", judge_max_tokens=16)
-        outs = _run_worker(config, addr, _group_items(tiny_model_dir, GROUP[:3], images=[str(image)]))
+        config = _group_config(tiny_model_dir, n=3, judge="hosted", judge_max_tokens=16)
+        outs = _run_worker(config, addr, _group_items(tiny_model_dir, GROUP[:3], prompt_image=image))
         with urllib.request.urlopen(f"http://{addr}/stats", timeout=5) as r:
             stats = json.load(r)
     infos = [o["reward_extra_info"] for o in outs]

@@ -29,6 +29,10 @@ rollouts of a group wait there concurrently, and the judge calls of all groups r
 the judge's cap (``judge_max_concurrency``), so one worker is not a bottleneck for a remote or hosted
 judge. More workers are refused at start with this explanation.
 
+The judge sees the policy prompt's own images (``raw_prompt``, as verl's ``RLHFDataset`` built it for the
+policy) and the question ``extra_info[question_key]`` (else the prompt's text), in the Table 1 prompt of
+training and evaluation.
+
 A group that does not fill within ``group_wait_s`` of its first rollout (a rollout aborted, or a
 validation pass with fewer samples per prompt than training) is judged with the rollouts that came;
 a lone rollout gets ``single_score``; both are counted (``pairwise_partial``). An empty rollout gets
@@ -72,10 +76,11 @@ class GroupSettings:
     group_wait_s: float = 120.0
     single_score: float = 0.5
     empty_score: float = 0.0
-    question_key: str = "question"
-    images_key: Optional[str] = None
+    question_key: str = "question"  # extra_info[question_key]; missing: the text of the policy prompt
+    images_key: Optional[str] = "raw_prompt"  # raw_prompt: the policy prompt's own images; None: none
     judge_k: int = 1
     judge_swap: bool = True
+    reference_key: str = "reference"  # reference mode: extra_info[reference_key], else reward_model.ground_truth
 
     @classmethod
     def split(cls, kwargs: dict) -> tuple["GroupSettings", dict]:
@@ -90,6 +95,46 @@ class GroupSettings:
         if float(s.group_wait_s) <= 0:
             raise ValueError(f"group_wait_s must be > 0, got {s.group_wait_s!r}")
         return s, rest
+
+
+def _image_bytes(x: Any) -> Optional[bytes]:
+    """PNG/JPEG bytes of an image as verl's RLHFDataset puts it in ``raw_prompt`` (PIL, {"bytes"}, a path)."""
+    import io
+    import os
+
+    if isinstance(x, dict):
+        if x.get("bytes"):
+            return bytes(x["bytes"])
+        return _image_bytes(x.get("image") if x.get("image") is not None else x.get("path"))
+    if isinstance(x, (str, os.PathLike)):
+        with open(x, "rb") as fh:
+            return fh.read()
+    if hasattr(x, "save"):  # PIL
+        buf = io.BytesIO()
+        x.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue()
+    return None
+
+
+def prompt_parts(raw_prompt: Any) -> tuple[str, list[bytes]]:
+    """(the text of the user turns, the images in order) of a policy prompt as verl's ``RLHFDataset`` builds
+    ``raw_prompt``: messages whose content is a string or a list of ``{"type": "text"|"image", ...}`` parts."""
+    texts, images = [], []
+    for m in list(raw_prompt) if raw_prompt is not None else []:
+        if not isinstance(m, dict) or m.get("role") != "user":
+            continue
+        content = m.get("content")
+        if isinstance(content, str):
+            texts.append(content.replace("<image>", "").strip())
+            continue
+        for part in content or []:
+            if part.get("type") == "text":
+                texts.append(str(part.get("text", "")).strip())
+            elif part.get("type") == "image":
+                b = _image_bytes(part)
+                if b is not None:
+                    images.append(b)
+    return "\n".join(t for t in texts if t), images
 
 
 def _no_counters() -> dict:
@@ -116,10 +161,12 @@ class PairwiseGroupRewardManager(RewardManagerBase):
         kwargs = fn_cfg.get("reward_kwargs") or {}
         kwargs = OmegaConf.to_container(kwargs, resolve=True) if OmegaConf.is_config(kwargs) else dict(kwargs)
         self.settings, judge_kwargs = GroupSettings.split(kwargs)
-        self.reward_router_address = reward_router_address
-        self.reward_model_tokenizer = reward_model_tokenizer
+        from reward_fns.pairwise_genrm import judge_from_kwargs
+
+        self.judge = judge_from_kwargs(reward_router_address, reward_model_tokenizer, judge_kwargs)
+        self.groups: dict[str, _Group] = {}
         if self.settings.judge_mode == "reference":
-            return  # every rollout on its own: the reward function does it all
+            return  # every rollout on its own: any number of workers
         workers = config.reward.get("num_workers", 1)
         if workers != 1:
             raise ValueError(
@@ -128,10 +175,6 @@ class PairwiseGroupRewardManager(RewardManagerBase):
                 "several workers the rollouts of one prompt would be judged apart"
             )  # fmt: skip
         self.expected = int(self.settings.group_size or config.actor_rollout_ref.rollout.n)
-        from reward_fns.pairwise_genrm import judge_from_kwargs
-
-        self.judge = judge_from_kwargs(reward_router_address, reward_model_tokenizer, judge_kwargs)
-        self.groups: dict[str, _Group] = {}
 
     # ------------------------------------------------------------------------------------------ verl's hook
 
@@ -146,28 +189,54 @@ class PairwiseGroupRewardManager(RewardManagerBase):
         info = nt.get("extra_info") or {}
         info = info if isinstance(info, dict) else {}
         if self.settings.judge_mode == "reference":
-            result = await self.compute_score(
-                data_source=nt.get("data_source"), solution_str=response,
-                ground_truth=(nt.get("reward_model") or {}).get("ground_truth"), extra_info=info,
-                reward_router_address=self.reward_router_address, reward_model_tokenizer=self.reward_model_tokenizer,
-            )  # fmt: skip
-            return {"reward_score": float(result["score"]), "reward_extra_info": dict(result)}
+            ground_truth = (nt.get("reward_model") or {}).get("ground_truth")
+            score, extra = await self.score_reference(info, nt.get("raw_prompt"), response, ground_truth)
+            return {"reward_score": score, "reward_extra_info": {"score": score, **extra}}
         uid = nt.get("uid")
         if uid is None:
             raise ValueError(f"judge_mode={self.settings.judge_mode} groups rollouts by 'uid', and this sample has none")
-        score, extra = await self._join(str(uid), response, info)
+        score, extra = await self._join(str(uid), response, info, nt.get("raw_prompt"))
         return {"reward_score": score, "reward_extra_info": {"score": score, **extra}}
 
     # --------------------------------------------------------------------------------------------- groups
 
-    async def _join(self, uid: str, response: str, info: dict) -> tuple[float, dict]:
+    async def score_reference(self, info: dict, raw_prompt: Any, response: str, ground_truth: Any) -> tuple[float, dict]:
+        """Reference mode: P(response beats the reference answer), both orders (what ``reward_fns.pairwise_genrm
+        .compute_score`` does for verl's naive manager, here with the policy prompt's own images)."""
+        from r1reward_verl.pairwise import compare
+
+        s = self.settings
+        reference = info.get(s.reference_key)
+        reference = ground_truth if reference is None else reference
+        if not isinstance(reference, str) or not reference.strip():
+            raise ValueError(f"no reference answer: extra_info[{s.reference_key!r}] and reward_model.ground_truth are empty")
+        base = {"pairwise_group_size": 1, "pairwise_partial": 0}
+        if not response.strip():
+            return float(s.empty_score), {"pairwise_p": float(s.empty_score), **base, **_no_counters(), "pairwise_error": None}
+        question, images = self._question_and_images(info, raw_prompt)
+        p, stats = await compare(self.judge, question, images, response, reference, k=int(s.judge_k), swap=bool(s.judge_swap))
+        counters = {f"pairwise_{c}": int(getattr(stats, c)) for c in COUNTERS}
+        return p, {"pairwise_p": p, **base, **counters, "pairwise_error": ",".join(sorted(stats.errors)) or None}
+
+    def _question_and_images(self, info: dict, raw_prompt: Any) -> tuple[str, list[bytes]]:
+        """What the judge is shown besides the answers: the question and the images (see the settings)."""
+        from reward_fns.pairwise_genrm import images_of
+
+        s = self.settings
+        text, prompt_images = prompt_parts(raw_prompt)
+        question = str(info.get(s.question_key) or text)
+        if s.images_key == "raw_prompt":
+            images = prompt_images
+        else:
+            images = images_of(info, s.images_key)
+        return question, images
+
+    async def _join(self, uid: str, response: str, info: dict, raw_prompt: Any = None) -> tuple[float, dict]:
         loop = asyncio.get_running_loop()
         g = self.groups.get(uid)
         if g is None:
-            from reward_fns.pairwise_genrm import images_of
-
-            g = self.groups[uid] = _Group(self.expected, str(info.get(self.settings.question_key) or ""),
-                                          images_of(info, self.settings.images_key))  # fmt: skip
+            question, images = self._question_and_images(info, raw_prompt)
+            g = self.groups[uid] = _Group(self.expected, question, images)
             g.timer = loop.call_later(float(self.settings.group_wait_s), self._close, uid)
         fut = loop.create_future()
         g.responses.append(response)
