@@ -180,10 +180,10 @@ def referee_overrides(wd: Path, referee: str):
     from r1reward_verl.procs import Server, free_port
 
     port = free_port()
-    cmd = [sys.executable, "-m", "r1reward_verl.servers", "scripted", "--behaviour", "rule", "--port", str(port)]
+    cmd = [sys.executable, "-m", "r1reward_verl.servers", "scripted", "--behaviour", referee, "--port", str(port)]
     with Server(cmd, f"http://127.0.0.1:{port}/health", wd / "logs" / "referee.log"):
         yield ["referee=endpoint", f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://127.0.0.1:{port}/v1",
-               "reward.custom_reward_function.reward_kwargs.referee_model=rule"]  # fmt: skip
+               f"reward.custom_reward_function.reward_kwargs.referee_model={referee}"]  # fmt: skip
 
 
 def run_rl(wd: Path, plan: Plan, seed: int, referee: str = "hosted") -> Path:
@@ -412,7 +412,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few minutes: small data, short SFT and RL, greedy only")
     parser.add_argument("--no-control", action="store_true", help="skip the control (SFT continued)")
     parser.add_argument("--ablations", action="store_true", help="also run the four ablations and overlay them")
-    parser.add_argument("--referee", choices=["hosted", "rule"], default="hosted",
+    parser.add_argument("--referee", choices=["hosted", "rule", "synth"], default="hosted",
                         help="hosted: the config's referee (the tiny random model, hosted by verl's reward loop); "
                              "rule: a rule-based referee on 127.0.0.1 (referee=endpoint)")  # fmt: skip
     for f in Plan.__dataclass_fields__.values():
