@@ -3,7 +3,8 @@
     python -m r1reward_verl.rank --input IN.jsonl --out OUT.jsonl --mode round_robin|knockout \
         --backend openai --base-url http://127.0.0.1:8000/v1 [--model NAME] [--api-key-env VAR] [--k K] [--concurrency C]
     python -m r1reward_verl.rank ... --backend transformers --model /ckpt/r1reward_hf      # CPU or one GPU
-    python -m r1reward_verl.rank ... --backend vllm --model /ckpt/r1reward_hf              # vLLM's offline engine (GPU)
+    python -m r1reward_verl.rank ... --backend vllm --model /ckpt/r1reward_hf              # vLLM's offline engine
+        [--gpu-memory-utilization 0.05 --max-model-len 1024]                            # (on vLLM-CPU: a RAM share)
 
 Input row: ``{"id", "question", "images": [...], "candidates": ["...", ...]}``; images are file paths
 (relative to the input file, or absolute), ``data:`` URIs or base64 strings (``preprocess.records.load_image``).
@@ -121,7 +122,8 @@ def make_judge(args) -> Any:
                          "openai against `vllm serve MODEL` or --backend transformers") from None
     from r1reward_verl.eval.backends import VLLMBackend
 
-    return BackendJudge(VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=temperature))
+    return BackendJudge(VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=temperature,
+                                    max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization))
 
 
 async def rank_rows(judge, rows, *, mode: str, k: int, swap: bool, concurrency: int) -> tuple[list[dict], JudgeStats]:
@@ -161,6 +163,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--backoff", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="vllm: share of GPU memory; on vLLM-CPU a share of host RAM (e.g. 0.05)")
+    p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (default: the model's)")
     p.add_argument("--skip-invalid", action="store_true")
     args = p.parse_args(argv)
     if args.k < 1:

@@ -330,6 +330,31 @@ def test_cli_transformers_backend_tiny_model(tmp_path, tiny_model_dir):
     assert sorted(row["ranking"]) == [0, 1, 2] and len(row["scores"]) == 3
 
 
+@pytest.mark.timeout(600)
+def test_cli_vllm_backend_on_vllm_cpu(tmp_path):
+    """``--backend vllm``: vLLM's offline engine (vLLM-CPU here) on a tiny Qwen2.5-VL with head size 32, through
+    ``python -m`` (vLLM spawns its engine process); images go through vLLM's multimodal input."""
+    from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM, build_tiny_qwen25vl
+
+    model = build_tiny_qwen25vl(tmp_path / "tiny32", head_dim=VLLM_CPU_HEAD_DIM)
+    inp = _write_input(tmp_path, [{"id": "a", "question": "What is shown?", "images": ["img/red.png"],
+                                   "candidates": ["red", "blue", "green"]}])  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    from r1reward_verl.procs import run_in_session
+
+    log = tmp_path / "rank.log"
+    rc = run_in_session(  # in its own session, killed with whatever vLLM started
+        [sys.executable, "-m", "r1reward_verl.rank", "--input", str(inp), "--out", str(out), "--mode", "round_robin",
+         "--backend", "vllm", "--model", str(model), "--max-new-tokens", "8", "--gpu-memory-utilization", "0.05",
+         "--max-model-len", "1024"],
+        log, cwd=REPO, timeout=540,
+    )  # fmt: skip
+    assert rc == 0, log.read_text(errors="replace")[-3000:]
+    (row,) = [json.loads(x) for x in out.read_text().splitlines()]
+    assert row["judge_calls"] == 6 and row["judge"]["failed_calls"] == 0  # n(n-1), both orders
+    assert sorted(row["ranking"]) == [0, 1, 2] and sum(row["scores"]) == pytest.approx(1.5)
+
+
 def test_cli_vllm_backend_says_not_available(tmp_path, capsys, monkeypatch):
     """vLLM's offline engine is not started in tests; without an importable vllm the CLI says so."""
     import builtins
