@@ -4,7 +4,7 @@
         --backend openai --base-url http://127.0.0.1:8000/v1 [--model NAME] [--api-key-env VAR] [--k K] [--concurrency C]
     python -m r1reward_verl.rank ... --backend transformers --model /ckpt/r1reward_hf      # CPU or one GPU
     python -m r1reward_verl.rank ... --backend vllm --model /ckpt/r1reward_hf              # vLLM's offline engine
-        [--gpu-memory-utilization 0.05 --max-model-len 1024]                            # (on vLLM-CPU: a RAM share)
+        [--kv-cache-memory-bytes 67108864 --max-model-len 1024]                         # (on vLLM-CPU)
 
 Input row: ``{"id", "question", "images": [...], "candidates": ["...", ...]}``; images are file paths
 (relative to the input file, or absolute), ``data:`` URIs or base64 strings (``preprocess.records.load_image``).
@@ -123,7 +123,8 @@ def make_judge(args) -> Any:
     from r1reward_verl.eval.backends import VLLMBackend
 
     return BackendJudge(VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=temperature,
-                                    max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization))
+                                    max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+                                    kv_cache_memory_bytes=args.kv_cache_memory_bytes))
 
 
 async def rank_rows(judge, rows, *, mode: str, k: int, swap: bool, concurrency: int) -> tuple[list[dict], JudgeStats]:
@@ -163,8 +164,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--backoff", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
-                   help="vllm: share of GPU memory; on vLLM-CPU a share of host RAM (e.g. 0.05)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: share of GPU memory")
+    p.add_argument("--kv-cache-memory-bytes", type=int, default=None,
+                   help="vllm: a fixed KV cache instead of the share (on vLLM-CPU, e.g. 67108864)")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (default: the model's)")
     p.add_argument("--skip-invalid", action="store_true")
     args = p.parse_args(argv)

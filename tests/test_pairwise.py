@@ -345,11 +345,12 @@ def test_cli_vllm_backend_on_vllm_cpu(tmp_path):
     log = tmp_path / "rank.log"
     rc = run_in_session(  # in its own session, killed with whatever vLLM started
         [sys.executable, "-m", "r1reward_verl.rank", "--input", str(inp), "--out", str(out), "--mode", "round_robin",
-         "--backend", "vllm", "--model", str(model), "--max-new-tokens", "8", "--gpu-memory-utilization", "0.05",
+         "--backend", "vllm", "--model", str(model), "--max-new-tokens", "8", "--kv-cache-memory-bytes", "67108864",
          "--max-model-len", "1024"],
         log, cwd=REPO, timeout=540,
     )  # fmt: skip
-    assert rc == 0, log.read_text(errors="replace")[-3000:]
+    text = log.read_text(errors="replace")
+    assert rc == 0, "\n".join(line for line in text.splitlines() if "Error" in line or "error" in line)[-4000:] + text[-2000:]
     (row,) = [json.loads(x) for x in out.read_text().splitlines()]
     assert row["judge_calls"] == 6 and row["judge"]["failed_calls"] == 0  # n(n-1), both orders
     assert sorted(row["ranking"]) == [0, 1, 2] and sum(row["scores"]) == pytest.approx(1.5)

