@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from r1reward_verl.openai_client import api_key_from_env
-from r1reward_verl.pairwise import OpenAIJudge, compare
+from r1reward_verl.pairwise import JudgeStats, OpenAIJudge, compare
 
 _JUDGES: dict[tuple, OpenAIJudge] = {}
 
@@ -102,6 +102,37 @@ def judge_from_kwargs(reward_router_address, reward_model_tokenizer, kwargs: dic
                   kw["judge_max_concurrency"], kw["judge_max_tokens"])  # fmt: skip
 
 
+# the judge's counters (r1reward_verl.pairwise.JudgeStats) as reward_extra_info keys pairwise_<counter>
+STAT_KEYS = ("calls", "attempts", "samples", "unparsable", "failed_calls", "comparisons", "position_agreement")
+
+
+def stats_info(stats: Optional[JudgeStats] = None) -> dict:
+    """``pairwise_<counter>`` and ``pairwise_error`` (error kinds, comma-joined) of ``stats``; zeros and None without."""
+    info = {f"pairwise_{c}": int(getattr(stats, c)) if stats is not None else 0 for c in STAT_KEYS}
+    info["pairwise_error"] = (",".join(sorted(stats.errors)) or None) if stats is not None else None
+    return info
+
+
+def reference_of(extra_info: dict, ground_truth: Any, reference_key: str) -> str:
+    """The reference answer: ``extra_info[reference_key]``, else ``reward_model.ground_truth``; an error if empty."""
+    reference = extra_info.get(reference_key)
+    if reference is None:
+        reference = ground_truth
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError(f"no reference answer: extra_info[{reference_key!r}] and reward_model.ground_truth are empty")
+    return reference
+
+
+async def score_against_reference(judge, question: str, images: list, response: str, reference: str, *, k: int,
+                                  swap: bool, empty_score: float) -> tuple[float, dict]:  # fmt: skip
+    """(P(response beats reference), reward_extra_info without ``score``); an empty response is not judged."""
+    base = {"pairwise_group_size": 1, "pairwise_partial": 0}
+    if not (response or "").strip():
+        return float(empty_score), {"pairwise_p": None, **base, **stats_info()}
+    p, stats = await compare(judge, question, images, response, reference, k=int(k), swap=bool(swap))
+    return p, {"pairwise_p": p, **base, **stats_info(stats)}
+
+
 async def compute_score(
     data_source: Any = None,
     solution_str: str = "",
@@ -137,24 +168,10 @@ async def compute_score(
     if unknown:
         raise TypeError(f"unknown pairwise_genrm reward_kwargs: {sorted(unknown)}")
     info = extra_info if isinstance(extra_info, dict) else {}
-    reference = info.get(reference_key)
-    if reference is None:
-        reference = ground_truth
-    if not isinstance(reference, str) or not reference.strip():
-        raise ValueError(f"no reference answer: extra_info[{reference_key!r}] and reward_model.ground_truth are empty")
+    reference = reference_of(info, ground_truth, reference_key)
     question = str(info.get(question_key) or "")
     j = _judge(reward_router_address, reward_model_tokenizer, judge, judge_base_url, judge_model, judge_api_key_env,
                judge_timeout, judge_max_retries, judge_backoff, judge_max_concurrency, judge_max_tokens)  # fmt: skip
-    out = {"pairwise_p": None, "pairwise_group_size": 1, "pairwise_partial": 0, "pairwise_calls": 0,
-           "pairwise_attempts": 0, "pairwise_samples": 0, "pairwise_unparsable": 0, "pairwise_failed_calls": 0,
-           "pairwise_comparisons": 0, "pairwise_position_agreement": 0, "pairwise_error": None}  # fmt: skip
-    if not (solution_str or "").strip():
-        return {"score": float(empty_score), **out}
-    images = images_of(info, images_key)
-    p, stats = await compare(j, question, images, solution_str, reference, k=int(judge_k), swap=bool(judge_swap))
-    out.update(pairwise_p=p, pairwise_calls=stats.calls, pairwise_attempts=stats.attempts, pairwise_samples=stats.samples,
-               pairwise_unparsable=stats.unparsable, pairwise_failed_calls=stats.failed_calls,
-               pairwise_comparisons=stats.comparisons,
-               pairwise_position_agreement=stats.position_agreement,
-               pairwise_error=",".join(sorted(stats.errors)) or None)  # fmt: skip
-    return {"score": p, **out}
+    score, extra = await score_against_reference(j, question, images_of(info, images_key), solution_str or "", reference,
+                                                 k=judge_k, swap=judge_swap, empty_score=empty_score)  # fmt: skip
+    return {"score": score, **extra}

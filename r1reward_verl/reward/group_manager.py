@@ -59,12 +59,13 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from reward_fns.pairwise_genrm import images_of, judge_from_kwargs, reference_of, score_against_reference, stats_info
+
 logger = logging.getLogger(__name__)
 
 NAME = "pairwise_group"
 JUDGE_MODES = ("reference", "group", "knockout")
 _SCHEDULER = {"group": "round_robin", "knockout": "knockout"}
-COUNTERS = ("calls", "attempts", "samples", "unparsable", "failed_calls", "comparisons", "position_agreement")
 
 
 @dataclass
@@ -137,10 +138,6 @@ def prompt_parts(raw_prompt: Any) -> tuple[str, list[bytes]]:
     return "\n".join(t for t in texts if t), images
 
 
-def _no_counters() -> dict:
-    return {f"pairwise_{c}": 0 for c in COUNTERS}
-
-
 @dataclass
 class _Group:
     expected: int
@@ -161,8 +158,6 @@ class PairwiseGroupRewardManager(RewardManagerBase):
         kwargs = fn_cfg.get("reward_kwargs") or {}
         kwargs = OmegaConf.to_container(kwargs, resolve=True) if OmegaConf.is_config(kwargs) else dict(kwargs)
         self.settings, judge_kwargs = GroupSettings.split(kwargs)
-        from reward_fns.pairwise_genrm import judge_from_kwargs
-
         self.judge = judge_from_kwargs(reward_router_address, reward_model_tokenizer, judge_kwargs)
         self.groups: dict[str, _Group] = {}
         if self.settings.judge_mode == "reference":
@@ -203,25 +198,14 @@ class PairwiseGroupRewardManager(RewardManagerBase):
     async def score_reference(self, info: dict, raw_prompt: Any, response: str, ground_truth: Any) -> tuple[float, dict]:
         """Reference mode: P(response beats the reference answer), both orders (what ``reward_fns.pairwise_genrm
         .compute_score`` does for verl's naive manager, here with the policy prompt's own images)."""
-        from r1reward_verl.pairwise import compare
-
         s = self.settings
-        reference = info.get(s.reference_key)
-        reference = ground_truth if reference is None else reference
-        if not isinstance(reference, str) or not reference.strip():
-            raise ValueError(f"no reference answer: extra_info[{s.reference_key!r}] and reward_model.ground_truth are empty")
-        base = {"pairwise_group_size": 1, "pairwise_partial": 0}
-        if not response.strip():
-            return float(s.empty_score), {"pairwise_p": float(s.empty_score), **base, **_no_counters(), "pairwise_error": None}
+        reference = reference_of(info, ground_truth, s.reference_key)
         question, images = self._question_and_images(info, raw_prompt)
-        p, stats = await compare(self.judge, question, images, response, reference, k=int(s.judge_k), swap=bool(s.judge_swap))
-        counters = {f"pairwise_{c}": int(getattr(stats, c)) for c in COUNTERS}
-        return p, {"pairwise_p": p, **base, **counters, "pairwise_error": ",".join(sorted(stats.errors)) or None}
+        return await score_against_reference(self.judge, question, images, response, reference, k=s.judge_k,
+                                             swap=s.judge_swap, empty_score=s.empty_score)  # fmt: skip
 
     def _question_and_images(self, info: dict, raw_prompt: Any) -> tuple[str, list[bytes]]:
         """What the judge is shown besides the answers: the question and the images (see the settings)."""
-        from reward_fns.pairwise_genrm import images_of
-
         s = self.settings
         text, prompt_images = prompt_parts(raw_prompt)
         question = str(info.get(s.question_key) or text)
@@ -259,9 +243,9 @@ class PairwiseGroupRewardManager(RewardManagerBase):
             results = await self.score_group(g.question, g.images, g.responses, partial=len(g.responses) < g.expected)
         except Exception as e:  # a fault in judging must not fail the step: 1/2 each, reported
             logger.warning("pairwise judge: a group of %d failed: %r", len(g.responses), e)
-            results = [(0.5, {"pairwise_p": 0.5, "pairwise_group_size": len(g.responses), "pairwise_partial": 0,
-                              **_no_counters(), "pairwise_error": type(e).__name__})  # fmt: skip
-                       for _ in g.responses]
+            failed = {"pairwise_p": 0.5, "pairwise_group_size": len(g.responses), "pairwise_partial": 0,
+                      **stats_info(), "pairwise_error": type(e).__name__}  # fmt: skip
+            results = [(0.5, dict(failed)) for _ in g.responses]
         for fut, res in zip(g.futures, results):
             if not fut.done():
                 fut.set_result(res)
@@ -276,7 +260,7 @@ class PairwiseGroupRewardManager(RewardManagerBase):
         live = [i for i, r in enumerate(responses) if r.strip()]
         base = {"pairwise_group_size": len(responses), "pairwise_partial": int(partial)}
         scores = {i: float(s.empty_score) for i in range(len(responses)) if i not in live}
-        counters, error = _no_counters(), None
+        stats = None
         if len(live) == 1:
             scores[live[0]] = float(s.single_score)
         elif live:
@@ -284,10 +268,7 @@ class PairwiseGroupRewardManager(RewardManagerBase):
                                    mode=_SCHEDULER[s.judge_mode], k=int(s.judge_k), swap=bool(s.judge_swap))  # fmt: skip
             for j, i in enumerate(live):
                 scores[i] = float(res.scores[j])
-            counters = {f"pairwise_{c}": int(getattr(res.stats, c)) for c in COUNTERS}
-            error = ",".join(sorted(res.stats.errors)) or None
-        out = []
-        for i in range(len(responses)):
-            mine = counters if i == 0 else _no_counters()
-            out.append((scores[i], {"pairwise_p": scores[i], **base, **mine, "pairwise_error": error if i == 0 else None}))
-        return out
+            stats = res.stats
+        # the group's counters on its first rollout, zeros on the others: sums over a batch are totals
+        return [(scores[i], {"pairwise_p": scores[i], **base, **stats_info(stats if i == 0 else None)})
+                for i in range(len(responses))]
