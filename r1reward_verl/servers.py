@@ -177,15 +177,18 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
 
 
 def _data_uri_image(url: str):
-    """A PIL image from a ``data:image/...;base64,...`` URI (what our OpenAI clients send)."""
-    import base64
+    """A PIL image from a ``data:image/...;base64,...`` URI (what our OpenAI clients send), decoded by
+    ``preprocess.records.load_image`` like every other image spec; never a server-side path."""
     import io
+    from pathlib import Path
 
     from PIL import Image
 
+    from preprocess.records import load_image
+
     if not url.startswith("data:") or ";base64," not in url:
         raise ValueError(f"the tiny server takes images as base64 data URIs, got {url[:40]!r}")
-    return Image.open(io.BytesIO(base64.b64decode(url.split(";base64,", 1)[1]))).convert("RGB")
+    return Image.open(io.BytesIO(load_image(url, Path("/"))["bytes"])).convert("RGB")
 
 
 def tiny_app(model_dir: str):
