@@ -84,6 +84,10 @@ HARD_PAIRS = (("orange", "yellow"), ("green", "teal"), ("red", "orange"), ("teal
               ("purple", "pink"))  # fmt: skip
 EASY_MIN_DISTANCE = 170.0  # easy pairs: 175..303; orange/pink, teal/purple, red/pink (151..160) are never drawn
 JITTER = 10  # +- per channel of the fill colour
+# side of the shape's box as a fraction of the image side: most of the 4 image tokens at 56 px are the shape's
+# colour. With 0.36-0.72 the 128-wide head_dim-32 model named the colour right on only ~half the pairs after
+# its cold start, and RL could not fix that (RESULTS.md: an outcome reward blames the copy step too)
+SHAPE_SCALE = (0.75, 0.92)
 BACKGROUND = (225, 250)  # light grey level range
 HARD_ATTEMPTS = (2, 3, "failed")
 QUESTIONS = (  # (question, response) templates
@@ -189,10 +193,10 @@ class Item:
 
 
 def draw(shape: str, fill: tuple[int, int, int], background: int, size: int, rng: random.Random):
-    """One PNG (bytes) of ``shape`` and a pixel inside it; sizes scale with ``size`` (56 -> 20..40 px)."""
+    """One PNG (bytes) of ``shape`` and a pixel inside it; sizes scale with ``size`` (56 -> 42..52 px)."""
     from PIL import Image, ImageDraw
 
-    side = rng.randint(round(size * 0.36), round(size * 0.72))
+    side = rng.randint(round(size * SHAPE_SCALE[0]), round(size * SHAPE_SCALE[1]))
     margin = max(1, size // 28)
     x0, y0 = rng.randint(margin, size - margin - side), rng.randint(margin, size - margin - side)
     x1, y1 = x0 + side - 1, y0 + side - 1
@@ -387,6 +391,44 @@ def accuracy_by_difficulty(records: list[dict]) -> dict:
                 entry["acc_both_orders"] = pct(both, len(recs))
             out[bench][d] = entry
     return out
+
+
+def reasoning_steps(records: list[dict], meta_by_id: dict[str, dict]) -> dict:
+    """Where the templated reasoning goes wrong: the evaluator's ``items.jsonl`` records (greedy, or the
+    first sample; both orders when asked with ``--swap``) and the pairs' ``meta`` by id (``heldout/pairs.jsonl``)
+    -> per difficulty, the share (percent) of outputs that ``parsed`` as the template (:data:`REASONING_RE`),
+    and of the parsed ones those that ``see`` the image's colour, ``read`` both responses' colours in their
+    order, and ``copy`` the number of the response whose colour they saw (whatever they saw): the steps of
+    :func:`reasoning_text` (None when nothing parsed). A parsed output with all three right is a right answer."""
+    from r1reward_verl.eval.metrics import pct, swapped_view
+
+    counts: dict = {}
+    for r in records:
+        meta = meta_by_id.get(str(r["id"]))
+        if meta is None:
+            raise KeyError(f"no meta for item {r['id']!r}: pass the held-out pairs.jsonl the items were made from")
+        views = [r, {**swapped_view(r), "outputs": r["swapped"]["outputs"]}] if r.get("swapped") else [r]
+        c = counts.setdefault(meta["difficulty"], {"n": 0, "parsed": 0, "see": 0, "read": 0, "copy": 0})
+        for v in views:
+            c["n"] += 1
+            said = {int(v["label"]): meta["colour"], 3 - int(v["label"]): meta["wrong"]}
+            m = re.search(r"<think>(.*?)</think>", v["outputs"][0], re.S)
+            g = REASONING_RE.match(m.group(1).strip()) if m else None
+            if g is None:
+                continue
+            c["parsed"] += 1
+            c["see"] += g["colour"] == meta["colour"]
+            c["read"] += (g["said_1"], g["said_2"]) == (said[1], said[2])
+            c["copy"] += g["said_" + g["match"]] == g["colour"]
+    return {d: {"n": c["n"], "parsed": round(pct(c["parsed"], c["n"]), 1),
+                **{k: round(pct(c[k], c["parsed"]), 1) if c["parsed"] else None for k in ("see", "read", "copy")}}
+            for d, c in sorted(counts.items())}  # fmt: skip
+
+
+def read_meta(pairs_jsonl: Union[str, Path]) -> dict[str, dict]:
+    """``{id: meta}`` of a generic ``pairs.jsonl`` written by :func:`write_dataset`."""
+    with open(pairs_jsonl, encoding="utf-8") as f:
+        return {row["id"]: row["meta"] for row in map(json.loads, f)}
 
 
 def main(argv=None) -> int:

@@ -13,10 +13,13 @@ two answers, one right; easy pairs of distant colours, hard pairs of confusable 
 3. cold start: verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``, ``hydra_configs/r1reward_sft.yaml``)
    on the easy rows -> *sft*;
 4. RL: ``python -m verl.trainer.main_ppo`` with ``hydra_configs/r1reward_cpu.yaml`` (StableReinforce
-   estimator and loss, the R1-Reward reward with the consistency referee hosted by verl's reward loop)
-   from the SFT checkpoint on the hard rows -> *rl*;
-5. control: verl's SFT trainer continued from *sft* for as many optimizer updates, on as many sequences
-   per update, at the RL learning rate -> *control* (is RL's gain more than more training?);
+   estimator and loss, the R1-Reward reward) from the SFT checkpoint on the hard rows -> *rl*. The
+   consistency referee (``--referee``): ``synth`` (default), a task-aware referee on 127.0.0.1 reached
+   through ``referee=endpoint``, which says what a good referee says on this task; ``hosted``, the
+   config's referee hosted by verl's reward loop (the tiny random base model: its verdicts are noise,
+   and its vLLM server costs ~150 s); ``rule``, the conclusion-matches-answer rule;
+5. control: verl's SFT trainer continued from *sft* (on the easy rows with reasoning) for as many
+   optimizer updates, on as many sequences per update, at the RL learning rate -> *control* (is RL's gain more than more training?);
 6. evaluation of every checkpoint with ``r1reward_verl.eval`` (transformers backend): greedy and
    voting@k, both response orders, accuracy by difficulty, format rate;
 7. ``summary.json``, ``table.md``, ``accuracy.png`` (accuracy by stage and difficulty, SFT loss, RL reward)
@@ -51,23 +54,34 @@ MODEL_HIDDEN, MODEL_LAYERS = 128, 2
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of the miniature. The defaults took 25.3 min on 2 cores (seed 0); ``QUICK`` (the CI test's) ~8 min."""
+    """Sizes of the miniature. The defaults took 17.4 min on 2 cores (seed 0); ``QUICK`` (the CI test's) ~13 min."""
 
     n_train: int = 8000  # half easy (SFT), half hard (RL)
     n_heldout: int = 200  # half easy, half hard
-    sft_steps: int = 700
+    sft_steps: int = 800
     sft_batch: int = 16
-    sft_lr: float = 1e-3
+    sft_lr: float = 2e-3  # at 1e-3 the copy step was not learned in 700 steps (RESULTS.md)
     sft_warmup: int = 30
     rl_steps: int = 20
-    rl_prompts: int = 16  # prompts per RL step (one optimizer update)
+    rl_prompts: int = 16  # prompts per RL step
     rl_n: int = 4  # samples per prompt
-    rl_lr: float = 5e-5  # 5e-4 wrecked the SFT model in 20 steps (held-out 77.5 -> 52.5 %)
+    rl_mini_batch: int = 4  # prompts per optimizer update: rl_prompts / rl_mini_batch updates per step
+    rl_lr: float = 1e-4  # 3e-4 collapsed the SFT model into a position bias (RESULTS.md)
     eval_k: int = 3  # voting@k (k samples per prompt and order), 0: greedy only
     max_new_tokens: int = 64
 
+    def __post_init__(self):
+        if self.rl_prompts % self.rl_mini_batch:
+            raise ValueError(f"rl_prompts ({self.rl_prompts}) must be a multiple of rl_mini_batch ({self.rl_mini_batch})")
 
-QUICK = Plan(n_train=800, n_heldout=40, sft_steps=200, rl_steps=4, rl_prompts=8, eval_k=0)
+    @property
+    def rl_updates(self) -> int:
+        """Optimizer updates of the RL stage (and of the control)."""
+        return self.rl_steps * (self.rl_prompts // self.rl_mini_batch)
+
+
+# the CI test's: the same data and cold start (so the same SFT model for a seed), 4 short RL steps, greedy only
+QUICK = Plan(rl_steps=4, rl_prompts=8, eval_k=0)
 
 
 def _line(msg: str) -> None:
@@ -148,8 +162,8 @@ def rl_overrides(wd: Path, plan: Plan, seed: int, experiment: str) -> list[str]:
         f"data.train_batch_size={plan.rl_prompts}", f"data.seed={seed}", "data.max_response_length=96",
         f"actor_rollout_ref.rollout.n={plan.rl_n}", f"actor_rollout_ref.rollout.seed={seed}",
         f"actor_rollout_ref.actor.data_loader_seed={seed}",
-        f"actor_rollout_ref.actor.optim.lr={plan.rl_lr}", f"actor_rollout_ref.actor.ppo_mini_batch_size={plan.rl_prompts}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch}",
+        f"actor_rollout_ref.actor.optim.lr={plan.rl_lr}", f"actor_rollout_ref.actor.ppo_mini_batch_size={plan.rl_mini_batch}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={plan.rl_mini_batch * plan.rl_n}",
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch}",
         f"actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu={batch}",
         f"actor_rollout_ref.rollout.max_num_seqs={batch}",
@@ -171,9 +185,10 @@ def main_ppo(wd: Path, overrides: list[str], log: Path, multirun: bool = False) 
 @contextlib.contextmanager
 def referee_overrides(wd: Path, referee: str):
     """``hosted``: the config's referee (the tiny base model on vLLM, hosted by verl's reward loop: a random
-    model, its verdicts carry no signal). ``rule``: ``r1reward_verl.servers scripted --behaviour rule`` on
-    127.0.0.1 through ``referee=endpoint`` (CONSISTENT iff the reasoning's last "Response N" is the answer:
-    what a good referee says on this task), started here and stopped with its session."""
+    model, its verdicts carry no signal). ``synth`` / ``rule``: ``r1reward_verl.servers scripted --behaviour
+    synth|rule`` on 127.0.0.1 through ``referee=endpoint`` (``servers.synth_verdict``: CONSISTENT iff the
+    colour the reasoning sees is the one it lists for the response it concludes for, and that is the answer;
+    ``rule``: iff the reasoning's last "Response N" is the answer), started here and stopped with its session."""
     if referee == "hosted":
         yield []
         return
@@ -186,34 +201,39 @@ def referee_overrides(wd: Path, referee: str):
                f"reward.custom_reward_function.reward_kwargs.referee_model={referee}"]  # fmt: skip
 
 
-def run_rl(wd: Path, plan: Plan, seed: int, referee: str = "hosted") -> Path:
+def run_rl(wd: Path, plan: Plan, seed: int, referee: str = "synth") -> Path:
     """verl's ``main_ppo`` on the paper's CPU config from ``policy/`` (= the SFT checkpoint) -> ``rl_model/`` (HF)."""
     exp = "miniature-rl"
     shutil.rmtree(wd / "checkpoints" / exp, ignore_errors=True)
     (wd / "logs" / "r1reward_cpu" / f"{exp}.jsonl").unlink(missing_ok=True)
     with referee_overrides(wd, referee) as extra:
         main_ppo(wd, rl_overrides(wd, plan, seed, exp) + extra, wd / "logs" / "rl.log")
-    export = wd / "checkpoints" / exp / f"global_step_{plan.rl_steps}" / "actor" / "huggingface"
+    return _export(wd, exp, plan.rl_steps, "rl_model")
+
+
+def _export(wd: Path, exp: str, steps: int, out_name: str) -> Path:
+    """main_ppo's HF export of the last step of ``exp`` -> ``wd/<out_name>`` (with the processor)."""
+    export = wd / "checkpoints" / exp / f"global_step_{steps}" / "actor" / "huggingface"
     if not (export / "config.json").exists():
-        raise SystemExit(f"main_ppo wrote no HF export at {export}; see {wd / 'logs' / 'rl.log'}")
-    out = wd / "rl_model"
+        raise SystemExit(f"main_ppo wrote no HF export at {export}; see {wd / 'logs'}")
+    out = wd / out_name
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(export, out)
     _copy_processor(wd / "policy", out)
     return out
 
 
-def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "hosted") -> list[str]:
-    """The four ablations as one Hydra sweep (``-m ablation=...``) from the same SFT checkpoint."""
-    exps = [f"miniature-{a}" for a in ABLATIONS]
-    for e in exps:
+def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "synth") -> dict[str, Path]:
+    """The four ablations as one Hydra sweep (``-m ablation=...``) from the same SFT checkpoint -> ``{ablation: HF model}``."""
+    exps = {a: f"miniature-{a}" for a in ABLATIONS}
+    for e in exps.values():
         (wd / "logs" / "r1reward_cpu" / f"{e}.jsonl").unlink(missing_ok=True)
-    over = [o for o in rl_overrides(wd, plan, seed, "X") if not o.startswith(("trainer.experiment_name", "trainer.save_freq"))]
-    over += [f"ablation={','.join(ABLATIONS)}", "trainer.experiment_name=miniature-${r1reward.ablation}",
-             "trainer.save_freq=-1"]  # fmt: skip
+        shutil.rmtree(wd / "checkpoints" / e, ignore_errors=True)
+    over = [o for o in rl_overrides(wd, plan, seed, "X") if not o.startswith("trainer.experiment_name")]
+    over += [f"ablation={','.join(ABLATIONS)}", "trainer.experiment_name=miniature-${r1reward.ablation}"]
     with referee_overrides(wd, referee) as extra:
         main_ppo(wd, over + extra, wd / "logs" / "ablations.log", multirun=True)
-    return exps
+    return {a: _export(wd, e, plan.rl_steps, f"rl_{a}") for a, e in exps.items()}
 
 
 # ----------------------------------------------------------------------------------------- evaluation
@@ -221,7 +241,7 @@ def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "hosted") -> l
 
 def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int) -> dict:
     """Held-out accuracy of ``model`` with the real evaluator: greedy (+ voting@k), both orders."""
-    from preprocess.synth import accuracy_by_difficulty
+    from preprocess.synth import accuracy_by_difficulty, read_meta, reasoning_steps
     from r1reward_verl.eval.backends import TransformersBackend
     from r1reward_verl.eval.metrics import pct, vote_right
     from r1reward_verl.eval.runner import evaluate, read_items
@@ -244,6 +264,8 @@ def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int) -> d
                                       / sum(v["n"] for v in by_d.values()), 1),  # fmt: skip
         "format_rate": round(100.0 * sum(parse_output(t).format_ok for t in greedy) / len(greedy), 1),
         "pairs": len(records),
+        # where the reasoning goes wrong: sees the colour, reads both responses, copies the number
+        "reasoning": reasoning_steps(records, read_meta(heldout / "pairs.jsonl")),
     }
     if plan.eval_k:  # majority of k samples (a tie or no parsed sample is wrong), paper §5.2
         right = vote_right(plan.eval_k)
@@ -285,6 +307,13 @@ def write_report(wd: Path, summary: dict) -> None:
         vote = f" {e.get('voting@' + str(summary['plan']['eval_k']), '–')} |" if summary["plan"]["eval_k"] else ""
         rows.append(f"| {s} | {e['accuracy']} | {e['accuracy_easy']} | {e['accuracy_hard']} | {e['accuracy_both_orders']} |"
                     f"{vote} {e['format_rate']} |")  # fmt: skip
+    rows += ["", "Reasoning steps (% of the parsed greedy outputs, both orders; easy / hard): sees the image's colour, "
+             "reads both responses' colours, copies the number of the response whose colour it saw.", "",
+             "| checkpoint | parsed | sees | reads | copies |", "|---|---|---|---|---|"]  # fmt: skip
+    for s in stages:
+        st = ev[s].get("reasoning", {})
+        cell = lambda k: " / ".join(str(v) if (v := st.get(d, {}).get(k)) is not None else "–" for d in ("easy", "hard"))  # noqa: E731
+        rows.append(f"| {s} | {cell('parsed')} | {cell('see')} | {cell('read')} | {cell('copy')} |")
     table = "\n".join(rows)
     (wd / "table.md").write_text(
         f"Held-out accuracy (%) of the miniature, seed {summary['seed']}: {ev['base']['pairs']} pairs "
@@ -325,8 +354,34 @@ def write_report(wd: Path, summary: dict) -> None:
     plt.close(fig)
 
 
+def ablations_stage(wd: Path, plan: Plan, seed: int, referee: str, main_eval: Optional[dict]) -> dict:
+    """The sweep, each ablation's held-out evaluation (greedy, both orders), the overlay of their RL curves
+    with the main run's (``plots_ablations/``) and ``ablations.md`` -> ``{ablation: {eval, curves}}``."""
+    from r1reward_verl.plot import main as plot_main
+
+    models = run_ablations(wd, plan, seed, referee)
+    res = {a: {"eval": evaluate_model(wd, f"rl_{a}", m, replace(plan, eval_k=0), seed), "curves": rl_curves(wd, f"miniature-{a}")}
+           for a, m in models.items()}  # fmt: skip
+    runs = [str(wd / "logs" / "r1reward_cpu" / f"miniature-{e}.jsonl") for e in ["rl", *ABLATIONS]]
+    plot_main([*runs, "--out", str(wd / "plots_ablations"), "--labels", "StableReinforce", *ABLATIONS])
+    rows = ["| RL run | accuracy | easy | hard | both orders | copies (hard) | reward, mean of first -> last 5 steps |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, ev, curves in [("StableReinforce", main_eval, rl_curves(wd)), *[(a, r["eval"], r["curves"]) for a, r in res.items()]]:
+        rew = [v for _, v in curves["reward"]]
+        trend = f"{sum(rew[:5]) / len(rew[:5]):.3f} -> {sum(rew[-5:]) / len(rew[-5:]):.3f}" if rew else "–"
+        cells = ["–"] * 5
+        if ev:
+            cells = [ev["accuracy"], ev["accuracy_easy"], ev["accuracy_hard"], ev["accuracy_both_orders"],
+                     (ev.get("reasoning", {}).get("hard") or {}).get("copy", "–")]  # fmt: skip
+        rows.append(f"| {name} | " + " | ".join(map(str, cells)) + f" | {trend} |")
+    (wd / "ablations.md").write_text(f"RL from the same SFT checkpoint, seed {seed}, with each ablation: held-out "
+                                     "accuracy (%), greedy.\n\n" + "\n".join(rows) + "\n")  # fmt: skip
+    print("\n".join(rows), flush=True)
+    return res
+
+
 def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, ablations: bool = False,
-        referee: str = "hosted") -> dict:  # fmt: skip
+        referee: str = "synth") -> dict:  # fmt: skip
     from r1reward_verl.plot import main as plot_main
 
     t0 = time.monotonic()
@@ -373,8 +428,9 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
                f"(hard {summary['eval']['rl']['accuracy_hard']} %), format {summary['eval']['rl']['format_rate']} %")  # fmt: skip
 
     if control:
-        stage("control", f"control: SFT continued {plan.rl_steps} updates x {plan.rl_prompts * plan.rl_n} at lr {plan.rl_lr}")
-        ctl = run_sft(wd, "control", policy, plan.rl_steps, plan.rl_prompts * plan.rl_n, plan.rl_lr, 0, seed)
+        per_update = plan.rl_mini_batch * plan.rl_n
+        stage("control", f"control: SFT continued {plan.rl_updates} updates x {per_update} at lr {plan.rl_lr}")
+        ctl = run_sft(wd, "control", policy, plan.rl_updates, per_update, plan.rl_lr, 0, seed)
         summary["control_loss"] = _jsonl_series(wd / "logs" / "sft" / "control.jsonl", "train/loss")
         summary["eval"]["control"] = evaluate_model(wd, "control", ctl, plan, seed)
         done("control", f"accuracy {summary['eval']['control']['accuracy']} % (hard "
@@ -390,12 +446,9 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
     done("report")
 
     if ablations:
-        stage("ablations", f"the four ablations as one sweep from the same SFT checkpoint (log: logs/ablations.log)")
-        exps = run_ablations(wd, plan, seed, referee)
-        runs = [str(wd / "logs" / "r1reward_cpu" / f"{e}.jsonl") for e in ["miniature-rl", *exps]]
-        plot_main([*runs, "--out", str(wd / "plots_ablations"), "--labels", "StableReinforce", *ABLATIONS])
-        summary["ablations"] = {e: rl_curves(wd, e) for e in exps}
-        done("ablations")
+        stage("ablations", "the four ablations as one sweep from the same SFT checkpoint (log: logs/ablations.log)")
+        summary["ablations"] = ablations_stage(wd, plan, seed, referee, summary["eval"].get("rl"))
+        done("ablations", ", ".join(f"{a}: hard {r['eval']['accuracy_hard']} %" for a, r in summary["ablations"].items()))
 
     summary["seconds"] = round(time.monotonic() - t0, 1)
     summary["stage_seconds"] = timings
@@ -405,20 +458,44 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
     return summary
 
 
+def ablations_only(wd: Path) -> dict:
+    """``--ablations-only``: the ablation stage from a finished main job's work dir (its SFT checkpoint
+    ``policy/``, plan, seed and referee from its ``summary.json``), added to that summary."""
+    wd = Path(wd).resolve()
+    path = wd / "summary.json"
+    if not path.exists() or not (wd / "policy" / "config.json").exists():
+        raise SystemExit(f"{wd} holds no finished main job (summary.json and policy/): run the main job there first")
+    summary = json.loads(path.read_text())
+    plan = Plan(**summary["plan"])
+    t = time.monotonic()
+    _line(f"ablations: the four ablations as one sweep from {wd / 'policy'} (log: logs/ablations.log)")
+    summary["ablations"] = ablations_stage(wd, plan, summary["seed"], summary["referee"], summary["eval"].get("rl"))
+    summary.setdefault("stage_seconds", {})["ablations"] = round(time.monotonic() - t, 1)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    _line(f"done in {(time.monotonic() - t) / 60:.1f} min: {wd / 'ablations.md'}, {wd / 'plots_ablations'}")
+    return summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0, help="data, initial weights, SFT order and RL sampling")
-    parser.add_argument("--quick", action="store_true", help="a few minutes: small data, short SFT and RL, greedy only")
+    parser.add_argument("--quick", action="store_true", help="the same cold start, 4 short RL steps, greedy only (~13 min)")
     parser.add_argument("--no-control", action="store_true", help="skip the control (SFT continued)")
     parser.add_argument("--ablations", action="store_true", help="also run the four ablations and overlay them")
-    parser.add_argument("--referee", choices=["hosted", "rule", "synth"], default="hosted",
-                        help="hosted: the config's referee (the tiny random model, hosted by verl's reward loop); "
-                             "rule: a rule-based referee on 127.0.0.1 (referee=endpoint)")  # fmt: skip
+    parser.add_argument("--ablations-only", action="store_true",
+                        help="only the ablations, from the finished main job in --workdir (its SFT checkpoint and plan)")
+    parser.add_argument("--referee", choices=["synth", "hosted", "rule"], default="synth",
+                        help="synth: a task-aware referee on 127.0.0.1 (referee=endpoint); hosted: the config's "
+                             "referee (the tiny random model, hosted by verl's reward loop); rule: the reasoning's "
+                             "last 'Response N' must be the answer")  # fmt: skip
     for f in Plan.__dataclass_fields__.values():
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(Plan(), f.name)), default=None,
                             help=f"default {getattr(Plan(), f.name)} ({getattr(QUICK, f.name)} with --quick)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.ablations_only:
+        ablations_only(Path(args.workdir))
+        return 0
     plan = QUICK if args.quick else Plan()
     plan = replace(plan, **{k: getattr(args, k) for k in Plan.__dataclass_fields__ if getattr(args, k) is not None})
     run(Path(args.workdir), seed=args.seed, plan=plan, control=not args.no_control, ablations=args.ablations,

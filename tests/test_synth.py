@@ -258,3 +258,48 @@ def test_task_corpus_gives_whole_word_tokens():
     example = synth.reasoning_text("orange", "circle", "red", "orange")
     assert len(tok.encode(example).ids) < 0.6 * len(default.encode(example).ids)
     assert set(synth.TASK_WORDS) >= {*synth.PALETTE, *synth.SHAPES, "Response", "responses", "better"}
+
+
+def test_reasoning_steps_locate_the_error(data):
+    """reasoning_steps on records as the runner writes them: the template's own reasoning scores 100 % in
+    every step; a wrong colour seen, a misread response, a wrong copy and an unparsable output are each
+    counted in their own step, in both orders."""
+    meta = synth.read_meta(data / "heldout" / "pairs.jsonl")
+    pairs = load_benchmark("vl_rewardbench", data / "heldout" / "vl_rewardbench.jsonl").pairs
+
+    def out(colour, shape, s1, s2, match):
+        return (f"<think>The image shows {synth._article(colour)} {colour} {shape}. The responses: {s1} 1, {s2} 2. "
+                f"The image shows {colour} {match}. So Response {match} is better.</think><answer>{match}</answer>")
+
+    def record(p, label, fault):
+        m = meta[p.id]
+        c, w, shape = m["colour"], m["wrong"], m["shape"]
+        views = []
+        for lab in (label, 3 - label):
+            s = {lab: c, 3 - lab: w}
+            seen, said, match = c, dict(s), lab
+            if fault == "see":  # sees the wrong colour and copies its number
+                seen, match = w, 3 - lab
+            elif fault == "read":
+                said[3 - lab] = c
+            elif fault == "copy":
+                match = 3 - lab
+            text = "no reasoning" if fault == "unparsed" else out(seen, shape, said[1], said[2], match)
+            views.append({"label": lab, "preds": [match], "outputs": [text]})
+        return {"benchmark": "vl_rewardbench", "id": p.id, "label": label, "greedy": True, **views[0],
+                "swapped": views[1]}  # fmt: skip
+
+    perfect = synth.reasoning_steps([record(p, 1 + i % 2, None) for i, p in enumerate(pairs)], meta)
+    for d in ("easy", "hard"):
+        assert perfect[d] == {"n": 24, "parsed": 100.0, "see": 100.0, "read": 100.0, "copy": 100.0}
+    faults = ("see", "read", "copy", "unparsed")
+    recs = [record(p, 1 + i % 2, faults[i % 4]) for i, p in enumerate(pairs)]
+    got = synth.reasoning_steps(recs, meta)
+    n_by = Counter((meta[p.id]["difficulty"], faults[i % 4]) for i, p in enumerate(pairs))
+    for d in ("easy", "hard"):
+        parsed = 2 * sum(n_by[d, f] for f in faults[:3])
+        assert got[d]["parsed"] == round(100 * parsed / (2 * 12), 1)
+        for step in ("see", "read", "copy"):
+            assert got[d][step] == round(100 * (parsed - 2 * n_by[d, step]) / parsed, 1), (d, step, got)
+    with pytest.raises(KeyError, match="no meta for item"):
+        synth.reasoning_steps(recs, {})
