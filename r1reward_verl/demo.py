@@ -60,7 +60,7 @@ class Plan:
     n_heldout: int = 200  # half easy, half hard
     sft_steps: int = 800
     sft_batch: int = 16
-    sft_lr: float = 2e-3  # at 1e-3 the copy step was not learned in 700 steps (RESULTS.md)
+    sft_lr: float = 2e-3  # at 1e-3 the copy step was not learned in 700 steps; seed 1 learns it in neither 800 nor 1000 (RESULTS.md)
     sft_warmup: int = 30
     rl_steps: int = 20
     rl_prompts: int = 16  # prompts per RL step
