@@ -54,7 +54,7 @@ MODEL_HIDDEN, MODEL_LAYERS = 128, 2
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of the miniature. The defaults took 17.4 min on 2 cores (seed 0); ``QUICK`` (the CI test's) ~13 min."""
+    """Sizes of the miniature. The defaults took 17.4 min on 2 cores (seed 0); ``QUICK`` (the CI test's) ~15 min."""
 
     n_train: int = 8000  # half easy (SFT), half hard (RL)
     n_heldout: int = 200  # half easy, half hard
@@ -480,7 +480,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0, help="data, initial weights, SFT order and RL sampling")
-    parser.add_argument("--quick", action="store_true", help="the same cold start, 4 short RL steps, greedy only (~13 min)")
+    parser.add_argument("--quick", action="store_true", help="the same cold start, 4 short RL steps, greedy only (~15 min)")
     parser.add_argument("--no-control", action="store_true", help="skip the control (SFT continued)")
     parser.add_argument("--ablations", action="store_true", help="also run the four ablations and overlay them")
     parser.add_argument("--ablations-only", action="store_true",
