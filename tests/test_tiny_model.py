@@ -66,14 +66,15 @@ def test_build_is_deterministic(tmp_path, tiny_model_dir):
 
 
 def test_task_corpus_and_layers(tmp_path):
-    """``corpus="synth"``: the colour task's words become single tokens; ``layers`` sets the text depth."""
+    """``corpus="synth"``: the colour task's words become single tokens; ``layers`` sets the text depth;
+    ``init_std`` the spread of the random weights, text and vision (HF's default 0.02)."""
     import json
 
     from transformers import AutoConfig, AutoTokenizer
 
     from preprocess.synth import PALETTE, SHAPES, reasoning_text
 
-    path = build_tiny_qwen25vl(tmp_path / "m", seed=1, head_dim=32, corpus="synth", layers=3)
+    path = build_tiny_qwen25vl(tmp_path / "m", seed=1, head_dim=32, corpus="synth", layers=3, init_std=0.06)
     tok = AutoTokenizer.from_pretrained(path)
     assert all(len(tok.encode(" " + w, add_special_tokens=False)) == 1 for w in (*PALETTE, *SHAPES))
     text = reasoning_text("orange", "circle", "red", "orange")
@@ -81,6 +82,14 @@ def test_task_corpus_and_layers(tmp_path):
     cfg = AutoConfig.from_pretrained(path)
     assert cfg.text_config.num_hidden_layers == 3 and cfg.text_config.hidden_size // cfg.text_config.num_attention_heads == 32
     meta = json.loads((path / "r1reward_tiny.json").read_text())
-    assert meta["corpus"] == "synth" and meta["layers"] == 3
+    assert meta["corpus"] == "synth" and meta["layers"] == 3 and meta["init_std"] == 0.06
+    from safetensors.torch import load_file
+
+    weights = load_file(path / "model.safetensors")
+    stds = {k: v.float().std().item() for k, v in weights.items() if k.endswith(("q_proj.weight", "qkv.weight", "embed_tokens.weight"))}
+    assert any("visual" in k for k in stds) and any("embed_tokens" in k for k in stds), sorted(stds)
+    assert all(0.055 < s < 0.065 for s in stds.values()), stds
+    default = load_file(build_tiny_qwen25vl(tmp_path / "d", seed=1, head_dim=32) / "model.safetensors")
+    assert all(0.017 < default[k].float().std().item() < 0.023 for k in stds if k in default)
     with pytest.raises(ValueError, match="unknown task corpus"):
         build_tiny_qwen25vl(tmp_path / "x", corpus="nope")
