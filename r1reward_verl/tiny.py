@@ -72,6 +72,7 @@ _CORPUS = [
 
 HIDDEN = 64
 VOCAB_TARGET = 512
+INIT_STD = 0.02  # std of the random weights (HF's default initializer_range)
 
 
 def _train_tokenizer(vocab_size: int = VOCAB_TARGET, extra_corpus: Sequence[str] = ()):
@@ -110,7 +111,7 @@ def task_corpus(name: str | None) -> list[str]:
 
 def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 16, corpus: str | None = None,
                         vocab_size: int = VOCAB_TARGET, layers: int = 2, hidden: int = HIDDEN,
-                        init_std: float = 0.02) -> Path:  # fmt: skip
+                        init_std: float = INIT_STD) -> Path:  # fmt: skip
     """Write the tiny checkpoint to ``out`` (created; written atomically) and return its path.
 
     ``head_dim`` 16 (4 heads of the hidden 64) is the default; vLLM-CPU needs
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=2, help="text decoder layers")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="text model width")
     parser.add_argument("--vocab-size", type=int, default=VOCAB_TARGET, help="BPE vocabulary size target")
-    parser.add_argument("--init-std", type=float, default=0.02, help="standard deviation of the random weights")
+    parser.add_argument("--init-std", type=float, default=INIT_STD, help="standard deviation of the random weights")
     args = parser.parse_args(argv)
     path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim, corpus=args.task_corpus,
                                vocab_size=args.vocab_size, layers=args.layers, hidden=args.hidden,

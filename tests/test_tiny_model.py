@@ -65,7 +65,7 @@ def test_build_is_deterministic(tmp_path, tiny_model_dir):
     assert _digest(other) != _digest(again)
 
 
-def test_task_corpus_and_layers(tmp_path):
+def test_task_corpus_and_layers(tmp_path, tiny_model_dir):
     """``corpus="synth"``: the colour task's words become single tokens; ``layers`` sets the text depth;
     ``init_std`` the spread of the random weights, text and vision (HF's default 0.02)."""
     import json
@@ -89,7 +89,7 @@ def test_task_corpus_and_layers(tmp_path):
     stds = {k: v.float().std().item() for k, v in weights.items() if k.endswith(("q_proj.weight", "qkv.weight", "embed_tokens.weight"))}
     assert any("visual" in k for k in stds) and any("embed_tokens" in k for k in stds), sorted(stds)
     assert all(0.055 < s < 0.065 for s in stds.values()), stds
-    default = load_file(build_tiny_qwen25vl(tmp_path / "d", seed=1, head_dim=32) / "model.safetensors")
+    default = load_file(Path(tiny_model_dir) / "model.safetensors")  # built with the default init_std
     assert all(0.017 < default[k].float().std().item() < 0.023 for k in stds if k in default)
     with pytest.raises(ValueError, match="unknown task corpus"):
         build_tiny_qwen25vl(tmp_path / "x", corpus="nope")

