@@ -71,6 +71,7 @@ class Plan:
     rl_mini_batch: int = 4  # prompts per optimizer update: rl_prompts / rl_mini_batch updates per step
     rl_lr: float = 1e-4  # 3e-4 collapsed the SFT model into a position bias (RESULTS.md)
     eval_k: int = 3  # voting@k (k samples per prompt and order), 0: greedy only
+    eval_batch: int = 16  # prompts per generate call (greedy outputs as one at a time; benchmarks/RESULTS.md)
     max_new_tokens: int = 64
 
     def __post_init__(self):
@@ -253,7 +254,7 @@ def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int) -> d
     heldout = wd / "data" / "heldout"
     out = wd / "eval" / name
     shutil.rmtree(out, ignore_errors=True)
-    backend = TransformersBackend(str(model), max_new_tokens=plan.max_new_tokens, seed=seed)
+    backend = TransformersBackend(str(model), max_new_tokens=plan.max_new_tokens, seed=seed, batch_size=plan.eval_batch)
     evaluate({"vl_rewardbench": str(heldout / "vl_rewardbench.jsonl")}, backend, out, k=plan.eval_k, swap=True,
                    seed=seed, media_roots={"vl_rewardbench": str(heldout)}, model_name=name, progress=False)  # fmt: skip
     records = read_items(out / "items.jsonl")

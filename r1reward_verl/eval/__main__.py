@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--tensor-parallel-size", type=int, default=1)
     run.add_argument("--no-share-prefix", action="store_true", help="transformers: n separate requests (for comparison)")
+    run.add_argument("--batch-size", type=int, default=1,
+                     help="transformers: prompts per generate call, left-padded (greedy outputs as with 1; ~4x faster on CPU at 16)")
     run.add_argument("--chunk-pairs", type=int, default=256, help="pairs per backend call; each finished chunk is saved")
     run.add_argument("--no-resume", action="store_true", help="start over even if --out holds finished chunks of this run")
     run.add_argument("--no-progress", action="store_true")
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from r1reward_verl.eval.backends import TransformersBackend
 
         backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                      seed=args.seed, share_prefix=not args.no_share_prefix)  # fmt: skip
+                                      seed=args.seed, share_prefix=not args.no_share_prefix, batch_size=args.batch_size)  # fmt: skip
     doc = evaluate(_pairs(args.bench, "bench"), backend, args.out, k=args.k, ks=_ks(args.ks), greedy=not args.no_greedy,
                    swap=args.swap, seed=args.seed, media_roots=_pairs(args.media_root, "media-root"), limit=args.limit,
                    skip_invalid=args.skip_invalid, max_frames=args.max_frames, model_name=args.model,

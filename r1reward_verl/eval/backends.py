@@ -38,7 +38,7 @@ class TransformersBackend:
 
     def __init__(self, model_path: str, *, max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0,
                  share_prefix: bool = True, seed: int = 0, device: str = "cpu", dtype: str = "float32",
-                 min_new_tokens: int = 0):  # fmt: skip
+                 min_new_tokens: int = 0, batch_size: int = 1):  # fmt: skip
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -48,6 +48,9 @@ class TransformersBackend:
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.share_prefix, self.seed, self.device = share_prefix, seed, device
         self.min_new_tokens = min_new_tokens
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
 
     def encode(self, req: Request) -> dict:
         chat = self.processor.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
@@ -80,12 +83,62 @@ class TransformersBackend:
         rest = {k: (v.repeat(n, 1) if v.dim() == 2 and v.shape[1] == length else v) for k, v in rest.items()}
         return self.model.generate(**rest, **self._gen_kwargs(kw.pop("do_sample", True), past_key_values=cache, **kw))
 
+    def encode_batch(self, requests: list[Request]) -> dict:
+        """:meth:`encode` for several image (or text) requests at once, left-padded to the longest prompt."""
+        tok = self.processor.tokenizer
+        chats = [self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in requests]
+        images = [im for r in requests for im in r.images]
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            enc = self.processor(text=chats, images=images or None, padding=True, return_tensors="pt")
+        finally:
+            tok.padding_side = side
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def run_batched(self, requests: list[Request], first: int = 0) -> list[Result]:
+        """``batch_size`` > 1: the requests' prompts left-padded into one batch; one ``generate`` for their greedy
+        outputs and one for all their samples (``num_return_sequences``: each sampled sequence processes its
+        prompt, the KV cache is not shared). The sampling seed is ``seed + first`` for the whole batch, so the
+        samples differ from ``batch_size`` 1; greedy outputs are the same up to float rounding of the padded
+        batch. Image-only requests of equal ``greedy`` and ``n``; anything else goes through :meth:`run`'s loop."""
+        torch = self.torch
+        enc = self.encode_batch(requests)
+        width, lengths = enc["input_ids"].shape[1], enc["attention_mask"].sum(1).tolist()
+        greedy, n = requests[0].greedy, requests[0].n
+        outs: list[Optional[str]] = [None] * len(requests)
+        samples: list[list[str]] = [[] for _ in requests]
+        torch.manual_seed(self.seed + first)
+        with torch.no_grad():
+            if greedy:
+                outs = self._decode(self._generate(enc, sample=False), width)
+            if n:
+                flat = self._decode(self._generate(enc, sample=True, num_return_sequences=n), width)
+                samples = [flat[j * n:(j + 1) * n] for j in range(len(requests))]
+        return [Result(outs[j], samples[j], lengths[j] * (int(greedy) + n)) for j in range(len(requests))]
+
     def run(self, requests: list[Request], progress: bool = True) -> list[Result]:
+        from tqdm import tqdm
+
+        if self.batch_size > 1:
+            results = []
+            bar = tqdm(total=len(requests), desc="generate", disable=not progress)
+            for start in range(0, len(requests), self.batch_size):
+                chunk = requests[start:start + self.batch_size]
+                if all(r.video is None and (r.greedy, r.n) == (chunk[0].greedy, chunk[0].n) for r in chunk):
+                    results += self.run_batched(chunk, start)
+                else:
+                    results += self._run_one_by_one(chunk, start)
+                bar.update(len(chunk))
+            bar.close()
+            return results
+        return self._run_one_by_one(requests, 0, progress)
+
+    def _run_one_by_one(self, requests: list[Request], first: int, progress: bool = False) -> list[Result]:
         from tqdm import tqdm
 
         torch = self.torch
         results = []
-        for i, req in enumerate(tqdm(requests, desc="generate", disable=not progress)):
+        for i, req in enumerate(tqdm(requests, desc="generate", disable=not progress), start=first):
             enc = self.encode(req)
             length = enc["input_ids"].shape[1]
             torch.manual_seed(self.seed + i)
