@@ -98,9 +98,10 @@ class TransformersBackend:
     def run_batched(self, requests: list[Request], first: int = 0) -> list[Result]:
         """``batch_size`` > 1: the requests' prompts left-padded into one batch; one ``generate`` for their greedy
         outputs and one for all their samples (``num_return_sequences``: each sampled sequence processes its
-        prompt, the KV cache is not shared). The sampling seed is ``seed + first`` for the whole batch, so the
-        samples differ from ``batch_size`` 1; greedy outputs are the same up to float rounding of the padded
-        batch. Image-only requests of equal ``greedy`` and ``n``; anything else goes through :meth:`run`'s loop."""
+        prompt, the KV cache is not shared: ``share_prefix`` applies at ``batch_size`` 1 only). The sampling seed
+        is ``seed + first`` for the whole batch, so the samples differ from ``batch_size`` 1; greedy outputs are
+        the same up to float rounding of the padded batch. For requests without video and of equal ``greedy``
+        and ``n``; :meth:`run` sends any other chunk through :meth:`_run_one_by_one`."""
         torch = self.torch
         enc = self.encode_batch(requests)
         width, lengths = enc["input_ids"].shape[1], enc["attention_mask"].sum(1).tolist()
