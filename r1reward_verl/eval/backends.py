@@ -53,10 +53,7 @@ class TransformersBackend:
         self.batch_size = batch_size
 
     def encode(self, req: Request) -> dict:
-        chat = self.processor.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
-        enc = self.processor(text=[chat], images=req.images or None, videos=[req.video] if req.video else None,
-                             return_tensors="pt")  # fmt: skip
-        return {k: v.to(self.device) for k, v in enc.items()}
+        return self.encode_batch([req])
 
     def _decode(self, out, prompt_len: int) -> list[str]:
         return self.processor.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
@@ -84,13 +81,16 @@ class TransformersBackend:
         return self.model.generate(**rest, **self._gen_kwargs(kw.pop("do_sample", True), past_key_values=cache, **kw))
 
     def encode_batch(self, requests: list[Request]) -> dict:
-        """:meth:`encode` for several image (or text) requests at once, left-padded to the longest prompt."""
+        """The requests' chat prompts with their images and videos as model inputs, left-padded to the longest
+        prompt (one request: :meth:`encode`, no padding)."""
         tok = self.processor.tokenizer
         chats = [self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in requests]
         images = [im for r in requests for im in r.images]
+        videos = [r.video for r in requests if r.video]
         side, tok.padding_side = tok.padding_side, "left"
         try:
-            enc = self.processor(text=chats, images=images or None, padding=True, return_tensors="pt")
+            enc = self.processor(text=chats, images=images or None, videos=videos or None, padding=True,
+                                 return_tensors="pt")  # fmt: skip
         finally:
             tok.padding_side = side
         return {k: v.to(self.device) for k, v in enc.items()}
