@@ -28,6 +28,7 @@ RATIO_LINES = {
     "bench_preprocess.py": r"speed ours/baseline: \d+\.\d+x, with --workers 2 \d+\.\d+x \(goal >= 3x\); .*",
     "bench_eval.py": r"prompt tokens, separate / shared: \d+\.\d+x fewer \(goal >= 2x\)",
     "bench_eval_batch.py": r"eval wall time, batch_size 1 / \d+: \d+\.\d+x faster \(goal >= 3x\); greedy outputs equal (\d+)/\1",
+    "bench_sft_procs.py": r"SFT wall time, 1 / \d+ processes: \d+\.\d+x faster \(goal >= 1\.3x\); last loss \d+\.\d+ / \d+\.\d+",
     "bench_genrm.py": r"genrm (group|knockout): \d+ group\(s\) x \d+ rollouts, \d+ calls per group .* -> \d+\.\d+ % of serial \(goal <= 5 %(; sequential rounds bound \d+\.\d+ %)?\)",
 }
 ANY_RATIO_LINE = r".*\d+(?:\.\d+)? ?(?:x|%).*\(goal [<>]=? ?\d+(?:\.\d+)? ?(?:x|%)\).*"

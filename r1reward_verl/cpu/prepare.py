@@ -28,10 +28,9 @@ from r1reward_verl.config import CONFIG_DIR, REPO_ROOT
 
 SAMPLE_PAIRS = REPO_ROOT / "preprocess" / "sample_data" / "pairs.jsonl"
 
-# verl SFT on one CPU process: no flash-attn (sdpa, padded batches), no torch.compile, fp32
+# verl SFT on CPU (torchrun, gloo; sft_procs below): no flash-attn (sdpa, padded batches), no torch.compile, fp32
 SFT_CPU_OVERRIDES = [
     "trainer.device=cpu",
-    "trainer.n_gpus_per_node=1",
     "trainer.nnodes=1",
     "data.use_dynamic_bsz=false",
     "data.max_length=512",
@@ -80,16 +79,31 @@ def build_data(out: Path, pairs: Path, seed: int) -> tuple[Path, Path]:
     return data, sft
 
 
+def sft_procs(batch: int, cores: int | None = None) -> int:
+    """Processes for verl's SFT trainer on CPU: 2 when there are 2 cores and ``batch`` splits in two, else 1.
+
+    One process keeps one core busy (the tiny model's steps are small ops, ~96 % of a core); two data-parallel
+    ranks over gloo did 120 steps of the miniature's cold start 1.33x faster on this machine's 2 cores
+    (``benchmarks/bench_sft_procs.py``, RESULTS.md). More were not measured."""
+    cores = cores if cores is not None else len(os.sched_getaffinity(0))
+    return 2 if cores >= 2 and batch % 2 == 0 else 1
+
+
 def sft_command(base_model: Path, sft_dir: Path, ckpt_dir: Path, epochs: int, lr: float, batch: int,
-                extra: list[str] = ()) -> list[str]:  # fmt: skip
-    """verl's SFT trainer on one CPU process (torchrun, as verl documents), on hydra_configs/r1reward_sft.yaml."""
+                extra: list[str] = (), nproc: int | None = None) -> list[str]:  # fmt: skip
+    """verl's SFT trainer on ``nproc`` CPU processes (torchrun, as verl documents; default ``sft_procs(batch)``),
+    data parallel: ``batch`` is the global batch, ``batch / nproc`` rows per process; on
+    hydra_configs/r1reward_sft.yaml."""
+    nproc = nproc or sft_procs(batch)
+    if batch % nproc:
+        raise ValueError(f"the SFT batch ({batch}) must be a multiple of the processes ({nproc})")
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
         "-m", "verl.trainer.sft_trainer", "--config-path", str(CONFIG_DIR), "--config-name", "r1reward_sft",
         f"model.path={base_model}", f"data.train_files={sft_dir}/train.parquet", f"data.val_files={sft_dir}/val.parquet",
         f"trainer.default_local_dir={ckpt_dir}", f"trainer.total_epochs={epochs}", f"optim.lr={lr}",
-        f"data.train_batch_size={batch}", f"data.micro_batch_size_per_gpu={batch}",
-        *SFT_CPU_OVERRIDES, *extra,
+        f"data.train_batch_size={batch}", f"data.micro_batch_size_per_gpu={batch // nproc}",
+        f"trainer.n_gpus_per_node={nproc}", *SFT_CPU_OVERRIDES, *extra,
     ]  # fmt: skip
 
 
