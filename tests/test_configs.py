@@ -245,6 +245,29 @@ def test_sft_config_through_verls_sft_trainer_and_dataset(tiny_model_dir, tmp_pa
     assert "pixel_values" in item["multi_modal_inputs"] and item["loss_mask"].sum() > 0
 
 
+def test_sft_command_splits_the_batch_over_one_process_per_core():
+    from r1reward_verl.cpu.prepare import sft_command, sft_procs
+
+    assert (sft_procs(16, cores=2), sft_procs(16, cores=1), sft_procs(5, cores=2), sft_procs(16, cores=64)) == (2, 1, 1, 2)
+    cmd = sft_command(Path("m"), Path("d"), Path("c"), epochs=1, lr=1e-3, batch=16, nproc=2)
+    assert cmd[cmd.index("--nproc_per_node") + 1] == "2"
+    assert {"data.train_batch_size=16", "data.micro_batch_size_per_gpu=8", "trainer.n_gpus_per_node=2"} <= set(cmd)
+    with pytest.raises(ValueError, match="batch .15. must be a multiple of the processes .2."):
+        sft_command(Path("m"), Path("d"), Path("c"), epochs=1, lr=1e-3, batch=15, nproc=2)
+
+
+def test_demo_plan_refuses_what_its_trainers_cannot_run():
+    from r1reward_verl.demo import Plan
+
+    assert (Plan().sft_schedule, Plan().sft_procs, Plan(sft_schedule="cosine", sft_procs=2).rl_updates) == ("constant", 1, 80)
+    with pytest.raises(ValueError, match="sft_schedule must be constant or cosine; got 'linear'"):
+        Plan(sft_schedule="linear")
+    with pytest.raises(ValueError, match=r"rl_prompts \(10\) must be a multiple of rl_mini_batch \(4\)"):
+        Plan(rl_prompts=10)
+    with pytest.raises(ValueError, match=r"sft_procs \(3\) must divide sft_batch \(16\)"):
+        Plan(sft_procs=3)
+
+
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.sh"))
 
 
