@@ -49,14 +49,12 @@ def read_metrics(path: Path) -> dict[int, dict]:
 
 @pytest.fixture(scope="module")
 def cpu_dir(tmp_path_factory):
-    from r1reward_verl.cpu.prepare import prepare
+    from r1reward_verl.cpu.prepare import prepare, sft_procs
 
     out = tmp_path_factory.mktemp("cpu")
     info = prepare(out, epochs=15)
     losses = info["sft_losses"]
     assert len(losses) >= 50 and losses[-1] < losses[0] / 4, losses  # the cold start learned something
-    from r1reward_verl.cpu.prepare import sft_procs
-
     ranks = set(re.findall(r"^\[rank(\d+)\]", (out / "sft.log").read_text(errors="replace"), re.M))
     assert ("1" in ranks) == (sft_procs(4) == 2), ranks  # data parallel over gloo: 2 ranks on 2 cores
     return out
