@@ -31,33 +31,43 @@ def main(argv=None):
         ap.set_defaults(steps=2, batch=4)
         args = ap.parse_args(argv)
 
-    from r1reward_verl import demo
-    from r1reward_verl.cpu.prepare import sft_command, sft_losses, sft_procs
+    from r1reward_verl.cpu.prepare import sft_procs
 
     procs = sft_procs(args.batch)
+    secs, loss = time_sft({f"{n} process(es)": (n, []) for n in sorted({1, procs})}, args.steps, args.batch,
+                          n_train=400 if args.quick else 2000)  # fmt: skip
+    one, many = "1 process(es)", f"{procs} process(es)"
+    print(f"SFT wall time, 1 / {procs} processes: {secs[one] / secs[many]:.2f}x faster (goal >= 1.3x); "
+          f"last loss {loss[one]:.4f} / {loss[many]:.4f}")  # fmt: skip
+
+
+def time_sft(settings: dict[str, tuple[int, list[str]]], steps: int, batch: int, n_train: int):
+    """verl's SFT trainer on the miniature's cold start (seed 0, lr 2e-3), once per ``{label: (processes, extra
+    overrides)}``; prints a line per run. Returns ``({label: seconds}, {label: last logged loss})``."""
+    from r1reward_verl import demo
+    from r1reward_verl.cpu.prepare import sft_command, sft_losses
+
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)
-        demo.make_data(wd, demo.Plan(n_train=400 if args.quick else 2000, n_heldout=4), seed=0)
+        demo.make_data(wd, demo.Plan(n_train=n_train, n_heldout=4), seed=0)
         base = demo.build_base(wd, seed=0)
         env = dict(os.environ, TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled")
         secs, loss = {}, {}
-        for n in sorted({1, procs}):
-            cmd = sft_command(base, wd / "sft", wd / f"ckpt{n}", epochs=1000, lr=2e-3, batch=args.batch, nproc=n,
-                              extra=[f"trainer.total_training_steps={args.steps}", "checkpoint.save_contents=[hf_model]"])
-            log = wd / f"sft{n}.log"
+        for i, (label, (n, extra)) in enumerate(settings.items()):
+            cmd = sft_command(base, wd / "sft", wd / f"ckpt{i}", epochs=1000, lr=2e-3, batch=batch, nproc=n,
+                              extra=[f"trainer.total_training_steps={steps}", "checkpoint.save_contents=[hf_model]",
+                                     *extra])  # fmt: skip
+            log = wd / f"sft{i}.log"
             t0 = time.perf_counter()
             with open(log, "w") as fh:
                 rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=wd).returncode
-            secs[n] = time.perf_counter() - t0
+            secs[label] = time.perf_counter() - t0
             if rc:
-                raise SystemExit(f"verl's SFT trainer failed on {n} process(es):\n{log.read_text(errors='replace')[-3000:]}")
+                raise SystemExit(f"verl's SFT trainer failed ({label}):\n{log.read_text(errors='replace')[-3000:]}")
             losses = sft_losses(log)
-            loss[n] = losses[-1] if losses else float("nan")
-            print(f"{n} process(es): {args.steps} steps x {args.batch} rows in {secs[n]:.1f} s, "
-                  f"last loss {loss[n]:.4f}", flush=True)  # fmt: skip
-    print(f"SFT wall time, 1 / {procs} processes: {secs[1] / secs[procs]:.2f}x faster (goal >= 1.3x); "
-          f"last loss {loss[1]:.4f} / {loss[procs]:.4f}")  # fmt: skip
-
+            loss[label] = losses[-1] if losses else float("nan")
+            print(f"{label}: {steps} steps x {batch} rows in {secs[label]:.1f} s, last loss {loss[label]:.4f}", flush=True)
+    return secs, loss
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,7 @@ RATIO_LINES = {
     "bench_eval.py": r"prompt tokens, separate / shared: \d+\.\d+x fewer \(goal >= 2x\)",
     "bench_eval_batch.py": r"eval wall time, batch_size 1 / \d+: \d+\.\d+x faster \(goal >= 3x\); greedy outputs equal (\d+)/\1",
     "bench_sft_procs.py": r"SFT wall time, 1 / \d+ processes: \d+\.\d+x faster \(goal >= 1\.3x\); last loss \d+\.\d+ / \d+\.\d+",
+    "bench_sft_precision.py": r"SFT wall time on \d+ process\(es\), bf16 autocast / fp32: \d+\.\d+x faster \(goal >= 2x\); last loss \d+\.\d+ / \d+\.\d+",
     "bench_genrm.py": r"genrm (group|knockout): \d+ group\(s\) x \d+ rollouts, \d+ calls per group .* -> \d+\.\d+ % of serial \(goal <= 5 %(; sequential rounds bound \d+\.\d+ %)?\)",
 }
 ANY_RATIO_LINE = r".*\d+(?:\.\d+)? ?(?:x|%).*\(goal [<>]=? ?\d+(?:\.\d+)? ?(?:x|%)\).*"

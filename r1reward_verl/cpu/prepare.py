@@ -39,6 +39,9 @@ SFT_CPU_OVERRIDES = [
     "+model.override_config.attn_implementation=sdpa",
     "model.enable_gradient_checkpointing=false",
     "engine.dtype=float32",
+    # compute in fp32: verl's FSDP engine otherwise autocasts to bf16 (its default param_dtype), emulated on a CPU
+    # without bf16 instructions (AVX2): 4-5x slower steps (benchmarks/RESULTS.md, issue 12)
+    "+engine.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
     "engine.use_torch_compile=false",
     "optim.lr_scheduler_type=constant",
     "optim.lr_warmup_steps_ratio=0",
