@@ -284,7 +284,7 @@ def test_cpu_runs_compute_in_fp32_not_verls_bf16_autocast(tiny_model_dir, tmp_pa
 def test_demo_plan_refuses_what_its_trainers_cannot_run():
     from r1reward_verl.demo import Plan
 
-    assert (Plan().sft_schedule, Plan().sft_procs, Plan(sft_schedule="cosine", sft_procs=2).rl_updates) == ("constant", 1, 80)
+    assert (Plan().sft_schedule, Plan().sft_procs, Plan(sft_schedule="constant", sft_procs=1).rl_updates) == ("cosine", 2, 80)
     with pytest.raises(ValueError, match="sft_schedule must be constant or cosine; got 'linear'"):
         Plan(sft_schedule="linear")
     with pytest.raises(ValueError, match=r"rl_prompts \(10\) must be a multiple of rl_mini_batch \(4\)"):
