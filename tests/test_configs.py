@@ -260,7 +260,6 @@ def test_cpu_runs_compute_in_fp32_not_verls_bf16_autocast(tiny_model_dir, tmp_pa
     """verl's FSDP engine autocasts to ``mixed_precision.param_dtype`` (bf16 when unset); on an AVX2 CPU bf16 is
     emulated, 4-5x slower (RESULTS.md). The CPU SFT command and the CPU RL configs set fp32, as verl reads it."""
     import torch
-    from verl.trainer.sft_trainer import SFTTrainer
     from verl.utils.config import omega_conf_to_dataclass
     from verl.utils.torch_dtypes import PrecisionType
 
@@ -270,10 +269,9 @@ def test_cpu_runs_compute_in_fp32_not_verls_bf16_autocast(tiny_model_dir, tmp_pa
     convert([str(REPO_ROOT / "preprocess/sample_data/pairs.jsonl")], tmp_path / "rl", sft_out=tmp_path / "sft",
             val_fraction=0.1, progress=False)  # fmt: skip
     cmd = sft_command(Path(tiny_model_dir), tmp_path / "sft", tmp_path / "ckpt", epochs=1, lr=1e-3, batch=4, nproc=1)
-    trainer = object.__new__(SFTTrainer)  # verl's own config step of SFTTrainer.__init__
-    trainer.config = compose_config("r1reward_sft", cmd[cmd.index("r1reward_sft") + 1 :])
-    trainer._build_config()
-    assert PrecisionType.to_dtype(trainer.engine_config.mixed_precision["param_dtype"]) == torch.float32
+    cfg = compose_config("r1reward_sft", cmd[cmd.index("r1reward_sft") + 1 :])
+    assert validate_like_sft_trainer(cfg) == []  # verl's SFTTrainer._build_config, model part included
+    assert PrecisionType.to_dtype(omega_conf_to_dataclass(cfg.engine).mixed_precision["param_dtype"]) == torch.float32
     for name in ("r1reward_cpu", "genrm_policy_cpu"):
         cfg = compose_config(name, [])
         for role in ("actor", "ref"):
