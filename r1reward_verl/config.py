@@ -6,8 +6,13 @@ receives for ``--config-path <repo>/hydra_configs --config-name NAME overrides..
 
 from __future__ import annotations
 
+import copy
+import os
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -45,23 +50,79 @@ def check_algorithm_section(config: DictConfig) -> None:
         omega_conf_to_dataclass(algorithm)
 
 
+# the keys of a main_ppo config that name local inputs (model directories may also be hub ids)
+DATA_KEYS = ("data.train_files", "data.val_files")
+MODEL_KEYS = ("actor_rollout_ref.model.path", "reward.reward_model.model_path")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # "org/name": left to transformers, which tries the hub
+
+
+def missing_local_input(config: DictConfig) -> Optional[str]:
+    """The first model directory or data file the run needs that does not exist, as one line naming the key, the
+    path and what makes it (``r1reward.made_by`` where a config says, else the environment variable the key reads);
+    ``None`` when all exist. Remote paths (``hdfs://``, ...) and hub ids (``org/name`` that is no local path) are
+    not checked; the referee is checked only when verl hosts it (``reward.reward_model.enable``)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    keys = list(DATA_KEYS) + ["actor_rollout_ref.model.path"]
+    if OmegaConf.select(config, "reward.reward_model.enable", default=False):
+        keys.append("reward.reward_model.model_path")
+    made_by = OmegaConf.select(config, "r1reward.made_by", default=None, throw_on_resolution_failure=False)
+    for key in keys:
+        parent, leaf = key.rsplit(".", 1)
+        section = OmegaConf.select(config, parent, default=None, throw_on_resolution_failure=False)
+        if section is None or leaf not in section:
+            continue
+        raw = OmegaConf.to_container(section, resolve=False)[leaf]
+        env = re.findall(r"oc\.env:(\w+)", str(raw))
+        try:
+            value = OmegaConf.select(config, key)
+        except InterpolationResolutionError as e:
+            unset = [v for v in env if v not in os.environ]
+            why = f"environment variable {unset[0]} is not set" if unset else " ".join(str(e).split("\n")[0].split())
+            return f"{key}: cannot resolve {raw!r}: {why}"
+        if value is None:
+            continue
+        for path in [str(v) for v in value] if OmegaConf.is_list(value) else [str(value)]:
+            if "://" in path or Path(path).expanduser().exists():
+                continue
+            if key in MODEL_KEYS and _HUB_ID.match(path):
+                continue
+            hint = f"make it with: {made_by}" if made_by else (f"set {env[0]}" if env else f"set {key}")
+            return f"{key}: no such file or directory: {path} ({hint})"
+    return None
+
+
 class CheckConfigAtStart(Callback):
     """Hydra callback (``hydra.callbacks.r1reward_check`` in ``hydra_configs/r1reward_common.yaml``).
 
     ``python -m verl.trainer.main_ppo`` is a ``@hydra.main`` app; Hydra calls ``on_job_start`` with the
     composed config right before ``main`` (once per job of a ``-m`` sweep), i.e. before verl's
-    ``validate_config`` and long before ``ray.init``. A bad ``algorithm`` value ends the process there
-    (exit status 1, the key and value on stderr). Hydra turns an *exception* raised by a callback into
+    ``validate_config`` and long before ``ray.init``. It runs the checks of :func:`validate_like_main_ppo` (ours on
+    ``algorithm``, then verl's ``validate_config`` on a copy): a bad value ends the process there in one line on
+    stderr naming the key and value, exit status 2 (verl's own check would print Hydra's multi-line report). Hydra turns an *exception* raised by a callback into
     a warning and runs the job anyway (``hydra/_internal/callbacks.py``), hence ``SystemExit``. In a
     ``-m`` sweep (members run one after another) it ends the sweep at the first bad member, after the
     members before it ran; ``python -m r1reward_verl.dryrun ... -m`` checks every member up front.
+
+    It then checks that the local model directories and data files the run reads exist: verl would find out
+    inside the TaskRunner actor, with a 50-line traceback ("Repo id must be in the form ..."). A user error is
+    one line on stderr and exit status 2.
     """
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         try:
-            check_algorithm_section(config)
+            validate_like_main_ppo(copy.deepcopy(config))
         except Exception as e:
-            raise SystemExit(f"r1reward: invalid configuration, not starting: {e}") from e
+            _refuse("invalid configuration, not starting: " + " ".join(str(e).split()))
+        missing = missing_local_input(config)
+        if missing:
+            _refuse(f"not starting: {missing}")
+
+
+def _refuse(line: str) -> None:
+    print(f"r1reward: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 class RayPerSweepMember(Callback):

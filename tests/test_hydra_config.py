@@ -113,13 +113,46 @@ ray.init = _refuse
 def test_main_ppo_exits_before_ray_on_a_bad_value(tmp_path, override, key, value):
     """`python -m verl.trainer.main_ppo ... BAD` fails naming the key and value and never reaches ray.init
     (a sitecustomize on PYTHONPATH turns ray.init into exit 97, so the test can never start Ray)."""
-    (tmp_path / "guard").mkdir()
-    (tmp_path / "guard" / "sitecustomize.py").write_text(RAY_GUARD)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1R_")}
-    env.update(R1R_POLICY_PATH=str(tmp_path), R1R_DATA_DIR=str(tmp_path), PYTHONPATH=str(tmp_path / "guard"))
-    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name", "r1reward",
-           override]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    for name in ("train.parquet", "val.parquet"):  # the start-up check wants the data files to exist
+        (tmp_path / name).touch()
+    out = _main_ppo_guarded(tmp_path, "r1reward", override, R1R_POLICY_PATH=str(tmp_path), R1R_DATA_DIR=str(tmp_path))
     text = out.stdout + out.stderr
     assert "R1R-TEST: ray.init reached" not in text, text[-3000:]
-    assert out.returncode != 0 and names_key_and_value(text, key, value), text[-3000:]
+    assert out.returncode == 2 and names_key_and_value(text, key, value), text[-3000:]
+
+
+def _main_ppo_guarded(tmp_path, config: str, *overrides: str, **env_vars: str) -> subprocess.CompletedProcess:
+    """``python -m verl.trainer.main_ppo`` with no ``R1R_*`` but ``env_vars``, where ``ray.init`` exits 97."""
+    (tmp_path / "guard").mkdir(exist_ok=True)
+    (tmp_path / "guard" / "sitecustomize.py").write_text(RAY_GUARD)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("R1R_")}
+    env.update(env_vars, PYTHONPATH=str(tmp_path / "guard"))
+    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name", config,
+           *overrides]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "config, env_vars, expected",
+    [
+        # the README's second CPU line before its first: nothing prepared yet
+        ("r1reward_cpu", {"R1R_CPU_DIR": "{tmp}/cpu"},
+         "data.train_files: no such file or directory: {tmp}/cpu/rl/train.parquet (make it with: python -m r1reward_verl.cpu.prepare)"),
+        # the GPU config with its data prepared but no policy
+        ("r1reward", {"R1R_DATA_DIR": "{tmp}", "R1R_POLICY_PATH": "{tmp}/sft_hf"},
+         "actor_rollout_ref.model.path: no such file or directory: {tmp}/sft_hf (set R1R_POLICY_PATH)"),
+        ("r1reward", {"R1R_POLICY_PATH": "{tmp}"},
+         "data.train_files: cannot resolve '${{oc.env:R1R_DATA_DIR}}/train.parquet': environment variable R1R_DATA_DIR is not set"),
+    ],
+    ids=["cpu-unprepared", "gpu-no-policy", "gpu-no-data-variable"],
+)
+def test_main_ppo_names_a_missing_local_input_in_one_line_before_ray(tmp_path, config, env_vars, expected):
+    for name in ("train.parquet", "val.parquet"):
+        (tmp_path / name).touch()
+    env_vars = {k: v.format(tmp=tmp_path) for k, v in env_vars.items()}
+    out = _main_ppo_guarded(tmp_path, config, **env_vars)
+    assert "R1R-TEST: ray.init reached" not in out.stdout + out.stderr
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("r1reward:")]
+    assert lines == [f"r1reward: not starting: {expected.format(tmp=tmp_path)}"], out.stderr[-3000:]
