@@ -16,16 +16,23 @@ and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summ
 * ``--difficulty-filter``: keep rows the annotator needed >= 2 attempts for, or failed (paper: "RL Training Data").
 * De-duplication of identical pairs (question, both responses in either order, image bytes).
 * The train/val split is a seeded hash of the id, so it is stable whatever the input order or size.
-* Inputs are checked before anything is read: a missing or unsupported one stops the run with one
+* R1-Reward-RL rows have no id: each gets ``rl-`` + a digest of its cells (``records.derived_id``), so
+  ids are unique across shards and a row keeps its id and split whatever the sharding or order.
+* Inputs, options and output directories are checked before anything is read or written: a
+  missing, unsupported or unreadable input (not gzip, not parquet), a parquet file whose columns fit
+  no format (a wrong file, not a bad row: ``--skip-invalid`` does not apply), an ``--out``/``--sft-out``
+  that is a file, both the same directory, or an input the run would overwrite stop the run with one
   line naming it (exit code 2); a directory stands for its data files (e.g. a data set's parquet
-  shards). An input with no rows stops the run (``no rows read from FILE``) unless ``--allow-empty``,
-  which counts it (``empty_inputs``).
+  shards). A file that turns out unreadable later (a truncated ``.gz``) stops the same way. An input
+  with no rows stops the run (``no rows read from FILE``), and so does a run that rejects every row
+  (``no rows written``), unless ``--allow-empty``, which counts them (``empty_inputs``).
 * Bad input stops with an error naming the file and row; ``--skip-invalid`` skips and counts it by
   reason (e.g. ``identical_responses``: the two responses are the same text, whitespace aside, so
   there is nothing to prefer). Always: read = written + rejected, printed and saved in ``summary.json``.
 * Streaming: rows are read in batches and written in row groups, with memory bounded by the batch
   size (plus a 16-byte digest per row for de-duplication and duplicate ids). Outputs are written to
-  temporary files and renamed at the end, so a crash never leaves a file that looks whole.
+  temporary files and renamed at the end, so a crash or a refused run never leaves a file that looks
+  whole, and an earlier output stays as it was until a run succeeds.
 """
 
 from __future__ import annotations
@@ -41,56 +48,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from preprocess import records
+from preprocess.outputs import (  # noqa: F401  (the schemas are part of this module's interface)
+    IMAGE_TYPE,
+    MESSAGES_TYPE,
+    RL_SCHEMA,
+    SFT_SCHEMA,
+    AtomicParquet,
+    commit_all,
+    prepare_out_dirs,
+    rl_table,
+)
 from preprocess.records import (
     BadRow,
+    InvalidInput,
     Pair,
     RawRow,
     base_dir_of,
+    check_inputs,
     detect_format,
-    expand_sources,
     iter_raw_rows,
     normalize_pair,
     normalize_r1reward_rl,
 )
+from r1reward_verl.cli import ArgumentParser, cli_main, positive_int
 from r1reward_verl.prompt import build_table1_prompt
 
 ABILITY = "reward_modeling"
-IMAGE_TYPE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-RL_SCHEMA = pa.schema(
-    [
-        ("data_source", pa.string()),
-        ("prompt", MESSAGES_TYPE),
-        ("images", IMAGE_TYPE),
-        ("ability", pa.string()),
-        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
-        (
-            "extra_info",
-            pa.struct(
-                [
-                    ("index", pa.int64()),
-                    ("id", pa.string()),
-                    ("question", pa.string()),
-                    ("source", pa.string()),
-                    ("swapped", pa.bool_()),
-                    ("attempts", pa.string()),
-                    ("sanitized", pa.bool_()),
-                    ("split", pa.string()),
-                ]
-            ),
-        ),
-    ]
-)
-SFT_SCHEMA = pa.schema([("messages", MESSAGES_TYPE), ("images", IMAGE_TYPE), ("id", pa.string()), ("label", pa.string())])
-
-
-class InvalidInput(Exception):
-    """Bad input without --skip-invalid (names the file, the row and the reason), an unsupported input, or
-    an empty one without --allow-empty (names the file)."""
 
 
 @dataclass
@@ -161,6 +145,13 @@ def swap(p: Pair) -> Pair:
     return p
 
 
+def _free_id(base: str, taken: set[str]) -> str:
+    k = 2
+    while f"{base}-{k}" in taken:
+        k += 1
+    return f"{base}-{k}"
+
+
 def rl_row(p: Pair, index: int, split: str, swapped: bool, data_source: str) -> dict:
     prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
     return {
@@ -192,7 +183,7 @@ def _normalize_one(raw: RawRow, fmt: str, base_dir: str):
         if fmt == "auto":
             fmt = detect_format(raw.data)
         if fmt == "r1reward_rl":
-            return normalize_r1reward_rl(raw.data, raw.row, base_dir)
+            return normalize_r1reward_rl(raw.data, base_dir)
         return normalize_pair(raw.data, base_dir)
     except BadRow as e:
         return e
@@ -235,68 +226,6 @@ def _normalized(rows, fmt: str, base_dir: str, pool, workers: int = 1, chunk_siz
         yield from zip(done_chunk, result.get())
 
 
-def rl_table(rows: list[dict]) -> pa.Table:
-    """RL rows -> a table in ``RL_SCHEMA``, built column by column (several times faster than ``from_pylist``)."""
-    prompt_off, roles, contents = [0], [], []
-    img_off, img_bytes, img_paths = [0], [], []
-    for r in rows:
-        for m in r["prompt"]:
-            roles.append(m["role"])
-            contents.append(m["content"])
-        prompt_off.append(len(roles))
-        for im in r["images"]:
-            img_bytes.append(im["bytes"])
-            img_paths.append(im["path"])
-        img_off.append(len(img_bytes))
-    prompt = pa.ListArray.from_arrays(
-        pa.array(prompt_off, pa.int32()),
-        pa.StructArray.from_arrays([pa.array(roles, pa.string()), pa.array(contents, pa.string())], names=["role", "content"]),
-    )
-    images = pa.ListArray.from_arrays(
-        pa.array(img_off, pa.int32()),
-        pa.StructArray.from_arrays([pa.array(img_bytes, pa.binary()), pa.array(img_paths, pa.string())], names=["bytes", "path"]),
-    )
-    reward_model = pa.array([r["reward_model"] for r in rows], RL_SCHEMA.field("reward_model").type)
-    extra_info = pa.array([r["extra_info"] for r in rows], RL_SCHEMA.field("extra_info").type)
-    return pa.Table.from_arrays(
-        [pa.array([r["data_source"] for r in rows], pa.string()), prompt, images,
-         pa.array([r["ability"] for r in rows], pa.string()), reward_model, extra_info],
-        schema=RL_SCHEMA,
-    )  # fmt: skip
-
-
-class AtomicParquet:
-    """A parquet file written in row groups to ``.NAME.tmp``, renamed to NAME on ``commit``."""
-
-    def __init__(self, path: Path, schema: pa.Schema, rows_per_group: int, to_table=None):
-        self.path, self.schema, self.rows_per_group = path, schema, rows_per_group
-        self.to_table = to_table or (lambda rows: pa.Table.from_pylist(rows, schema=schema))
-        self.tmp = path.with_name(f".{path.name}.tmp")
-        self.writer = pq.ParquetWriter(self.tmp, schema)
-        self.buf: list[dict] = []
-
-    def add(self, row: dict) -> None:
-        self.buf.append(row)
-        if len(self.buf) >= self.rows_per_group:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buf:
-            self.writer.write_table(self.to_table(self.buf))
-            self.buf = []
-
-    def commit(self) -> None:
-        self.flush()
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self.writer.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
 def convert(
     inputs: list[str],
     out: str | Path,
@@ -317,23 +246,21 @@ def convert(
 ) -> dict:
     """Convert ``inputs`` into verl parquet under ``out`` (see the module docstring). Returns the summary.
 
-    Raises FileNotFoundError for a missing input and InvalidInput for an unsupported or empty one, both
-    before anything is written, and InvalidInput for a bad row (unless ``skip_invalid``).
+    Raises ValueError for a ``val_fraction`` or ``max_pixels`` out of range; InvalidInput (a UserError)
+    for an input or output directory that cannot be used (MissingInput, also a FileNotFoundError, for a
+    missing input), all before anything is written; and InvalidInput for an unreadable file, a bad row
+    (unless ``skip_invalid``) or an empty input or result (unless ``allow_empty``), leaving earlier outputs.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    try:
-        sources = expand_sources(inputs)
-    except ValueError as e:
-        raise InvalidInput(str(e)) from None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
     records.set_max_pixels(max_pixels)
+    sources = check_inputs(inputs, fmt)
+    prepare_out_dirs(out, sft_out, sources)
+    out = Path(out)
+    records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
     writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group, rl_table) for s in ("train", "val")}
     sft_writers = {}
     if sft_out is not None:
-        Path(sft_out).mkdir(parents=True, exist_ok=True)
         sft_writers = {s: AtomicParquet(Path(sft_out) / f"{s}.parquet", SFT_SCHEMA, rows_per_group) for s in ("train", "val")}
     balancers = {"train": Balancer(seed), "val": Balancer(seed + 1)}
     summary = Summary()
@@ -369,7 +296,9 @@ def convert(
                 if isinstance(pair, BadRow):
                     reject(raw, pair.reason, str(pair))
                     continue
-                if pair.id in seen_ids:
+                if pair.id in seen_ids and pair.extra.get("derived_id"):  # an exact copy of a row without an id
+                    pair.id = _free_id(pair.id, seen_ids)  # gets one of its own (de-duplication then drops it)
+                elif pair.id in seen_ids:
                     reject(raw, "duplicate_id", f"id {pair.id!r} appeared before")
                     continue
                 seen_ids.add(pair.id)
@@ -406,8 +335,10 @@ def convert(
                 if not allow_empty:
                     raise InvalidInput(f"no rows read from {source} (use --allow-empty to accept an empty input)")
                 summary.empty_inputs.append(source)
-        for w in (*writers.values(), *sft_writers.values()):
-            w.commit()
+        if summary.read and not summary.written and not allow_empty:
+            raise InvalidInput(f"no rows written: all {summary.read} rows read were rejected {dict(summary.rejected)} "
+                               "(use --allow-empty to accept an empty output)")  # fmt: skip
+        commit_all([*writers.values(), *sft_writers.values()])
     except BaseException:
         for w in (*writers.values(), *sft_writers.values()):
             w.abort()
@@ -425,41 +356,65 @@ def convert(
     return result
 
 
+def fraction(text: str) -> float:
+    """argparse ``type=`` for --val-fraction: a number in [0, 1) (1 would leave no training rows)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"wants a number in [0, 1), got {value}")
+    return value
+
+
+MIN_PIXELS = 28 * 28  # one Qwen2.5-VL image token (a 28x28 patch): the smallest image it can read
+
+
+def max_pixels_type(text: str) -> int:
+    """argparse ``type=`` for --max-pixels: an integer >= 784 (records.set_max_pixels refuses less)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants an integer >= {MIN_PIXELS}, got {text!r}") from None
+    if value < MIN_PIXELS:
+        raise argparse.ArgumentTypeError(f"wants an integer >= {MIN_PIXELS} (one 28x28 image token of Qwen2.5-VL), "
+                                         f"got {value}")  # fmt: skip
+    return value
+
+
+@cli_main
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Preference pairs -> verl parquet (RL and SFT).")
+    parser = ArgumentParser(prog="python -m preprocess.pairs", description="Preference pairs -> verl parquet (RL and SFT).")
     parser.add_argument("--input", action="append", required=True,
                         help="a .jsonl/.json/.parquet file in the pair format or R1-Reward-RL's, a directory of such "
                              "files, or a hub dataset name; repeatable")  # fmt: skip
     parser.add_argument("--out", required=True, help="output directory for train.parquet, val.parquet, summary.json")
     parser.add_argument("--sft-out", help="also write SFT parquet (rows with 'reasoning') to this directory")
     parser.add_argument("--format", choices=["auto", "pairs", "r1reward_rl"], default="auto")
-    parser.add_argument("--val-fraction", type=float, default=0.02)
+    parser.add_argument("--val-fraction", type=fraction, default=0.02, help="in [0, 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-invalid", action="store_true", help="skip bad rows and count them by reason")
     parser.add_argument("--allow-empty", action="store_true",
-                        help="accept an input with no rows (listed in summary.json's empty_inputs) instead of "
-                             "stopping")  # fmt: skip
+                        help="accept an input with no rows (listed in summary.json's empty_inputs), or a run whose "
+                             "every row is rejected, instead of stopping")  # fmt: skip
     parser.add_argument("--difficulty-filter", action="store_true",
                         help="keep rows with attempts >= 2 or 'failed' (R1-Reward's RL subset)")  # fmt: skip
     parser.add_argument("--no-dedup", action="store_true")
     parser.add_argument("--data-source", default="r1reward")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="processes that read and check rows and images; pays off when images are large and "
                              "unique (e.g. inline base64); output is identical for any number")  # fmt: skip
-    parser.add_argument("--max-pixels", type=int,
-                        help="downscale images above this many pixels (width x height, aspect kept); bounds the "
-                             "image tokens of Qwen2.5-VL (28x28 pixels per token), e.g. 1003520 = 1280 tokens")  # fmt: skip
+    parser.add_argument("--max-pixels", type=max_pixels_type,
+                        help="downscale images above this many pixels (width x height, aspect kept; at least 784); "
+                             "bounds the image tokens of Qwen2.5-VL (28x28 pixels per token), e.g. 1003520 = 1280 "
+                             "tokens")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
-                    skip_invalid=args.skip_invalid, allow_empty=args.allow_empty,
-                    difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
-                    data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
-                    workers=args.workers, max_pixels=args.max_pixels)  # fmt: skip
-    except (InvalidInput, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
+                skip_invalid=args.skip_invalid, allow_empty=args.allow_empty,
+                difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
+                data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
+                workers=args.workers, max_pixels=args.max_pixels)  # fmt: skip
     empty = f"; empty inputs {len(s['empty_inputs'])}" if s["empty_inputs"] else ""
     print(f"read {s['read']} = written {s['written']} {s['written_by_split']} + rejected {s['rejected']} "
           f"{s['rejected_by_reason']}; labels {s['labels_by_split']}; swapped {s['swapped']}; "

@@ -15,7 +15,9 @@ the paper's Table 2 map onto it):
 | reasoning | str, optional | the annotator's reasoning, for SFT |
 
 R1-Reward-RL (``yifanzhang114/R1-Reward-RL``, columns question, message, answer, image): the two
-responses are recovered from the Table 1 prompt inside ``message``; ``answer`` holds the label.
+responses are recovered from the Table 1 prompt inside ``message``; ``answer`` holds the label. Its
+rows have no id: each gets ``rl-`` + a digest of its cells (:func:`derived_id`), the same in any shard,
+order, re-download or hub stream, so the train/val split of a row never moves.
 """
 
 from __future__ import annotations
@@ -27,26 +29,27 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from PIL import Image, UnidentifiedImageError
 
+# reading the inputs lives in preprocess.sources; re-exported here, where the rest of the project looks
+from preprocess.sources import (  # noqa: F401
+    DATA_SUFFIXES,
+    BadRow,
+    InvalidInput,
+    MissingInput,
+    RawRow,
+    expand_sources,
+    iter_raw_rows,
+    probe,
+    source_kind,
+)
+
 REQUIRED = ("id", "question", "images", "response_1", "response_2", "preferred")
 PLACEHOLDERS = ("<image>", "<video>", "<audio>")
-
-
-class BadRow(Exception):
-    """A row that cannot be converted; ``reason`` is a stable key used in the summary counts."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self):  # picklable, so worker processes can return it
-        return (BadRow, (self.reason, str(self)))
 
 
 @dataclass
@@ -65,103 +68,68 @@ class Pair:
     extra: dict = field(default_factory=dict)
 
 
-@dataclass
-class RawRow:
-    file: str
-    row: int  # 1-based line (JSONL) or row number (parquet, hub)
-    data: Any
-
-
-DATA_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet")
-
-
-def source_kind(source: str) -> str:
-    """``json`` (a local ``.jsonl``/``.json`` file, optionally ``.gz``), ``parquet`` or ``hub`` (a dataset
-    name). Raises FileNotFoundError for a missing local file, ValueError for an unsupported one."""
-    path = Path(source)
-    plain = path.with_suffix("") if path.suffix == ".gz" else path
-    if path.is_file():
-        if plain.suffix in (".jsonl", ".json"):
-            return "json"
-        if path.suffix == ".parquet":
-            return "parquet"
-    if path.exists():
-        raise ValueError(f"{source}: unsupported input (use .jsonl, .json (lines or a list), optionally .gz, "
-                         ".parquet, a directory of such files or a hub dataset name)")
-    if "/" not in source or source.startswith((".", "/", "~")) or plain.suffix in (".jsonl", ".json", ".parquet"):
-        raise FileNotFoundError(f"{source}: no such file")
-    return "hub"
-
-
-def expand_sources(inputs: list[str]) -> list[str]:
-    """The inputs, checked before anything is read: a directory becomes its data files (sorted, not
-    recursive; e.g. a data set's parquet shards). Raises FileNotFoundError for a missing file, ValueError
-    for an unsupported input or a directory without data files."""
-    out = []
-    for source in inputs:
-        path = Path(source)
-        if path.is_dir():
-            files = sorted(str(f) for f in path.iterdir() if f.is_file() and f.name.endswith(DATA_SUFFIXES))
-            if not files:
-                raise ValueError(f"{source}: a directory without data files ({', '.join(DATA_SUFFIXES)})")
-            out.extend(files)
-        else:
-            source_kind(source)
-            out.append(source)
-    return out
-
-
-def iter_raw_rows(source: str, batch_size: int = 1024, hub_split: str = "train") -> Iterator[RawRow]:
-    """Stream raw rows from a local ``.jsonl``/``.json`` file (one object a line, or one JSON list of
-    objects; either may be gzip-compressed, ``.gz``) or ``.parquet`` file, or a hub name."""
-    path = Path(source)
-    kind = source_kind(source)
-    if kind == "json":
-        import gzip
-
-        import orjson  # strict RFC 8259 JSON (and UTF-8), several times faster than json
-
-        name = str(path)
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
-            first = f.read(1)
-            while first.isspace():
-                first = f.read(1)
-            if first == b"[":  # a JSON list (e.g. Multimodal RewardBench's all_data.json): rows are its items
-                try:
-                    items = orjson.loads(first + f.read())
-                except orjson.JSONDecodeError as e:
-                    yield RawRow(name, 1, BadRow("bad_json", f"invalid JSON list: {e}"))
-                    return
-                for i, rec in enumerate(items, 1):
-                    yield RawRow(name, i, rec)
-                return
-            f.seek(0)
-            for i, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield RawRow(name, i, orjson.loads(line))
-                except orjson.JSONDecodeError as e:
-                    yield RawRow(name, i, BadRow("bad_json", f"invalid JSON: {e}"))
-    elif kind == "parquet":
-        import pyarrow.parquet as pq
-
-        n = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            for rec in batch.to_pylist():
-                n += 1
-                yield RawRow(str(path), n, rec)
-    else:
-        from datasets import load_dataset  # a hub name: streamed, never fully downloaded first
-
-        for n, rec in enumerate(load_dataset(source, split=hub_split, streaming=True), 1):
-            yield RawRow(source, n, rec)
-
-
 def detect_format(rec: dict) -> str:
     if isinstance(rec, dict) and {"message", "answer", "image"} <= set(rec) and "response_1" not in rec:
         return "r1reward_rl"
     return "pairs"
+
+
+RL_COLUMNS = ("question", "message", "answer", "image")  # R1-Reward-RL's (question and image may be missing)
+NEEDED_COLUMNS = {"pairs": REQUIRED, "r1reward_rl": ("message", "answer")}
+
+
+def check_inputs(inputs: list[str], fmt: str = "auto") -> list[str]:
+    """``expand_sources``, then every source opened (``probe``) before any output is made: a parquet
+    file whose columns fit no format (``fmt``, or either with ``auto``) is an InvalidInput naming it, not
+    a run of bad rows (``--skip-invalid`` does not apply to a wrong file)."""
+    sources = expand_sources(inputs)
+    for source in sources:
+        columns = probe(source)
+        if columns is None:
+            continue
+        want = detect_format(dict.fromkeys(columns)) if fmt == "auto" else fmt
+        lacks = [c for c in NEEDED_COLUMNS[want] if c not in columns]
+        if not lacks:
+            continue
+        shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+        if fmt == "auto":
+            raise InvalidInput(f"{source}: columns {shown} fit neither the pair format ({', '.join(REQUIRED)}) nor "
+                               f"R1-Reward-RL's ({', '.join(RL_COLUMNS)})")  # fmt: skip
+        raise InvalidInput(f"{source}: columns {shown}: lacks {', '.join(lacks)} of the {fmt} format")
+    return sources
+
+
+def derived_id(rec: dict) -> str:
+    """An id for a row without one (R1-Reward-RL's): a digest of its cells as stored (question, message,
+    answer, image), so a row has the same id, and so the same train/val split, in any shard, file order
+    or sharding, re-downloaded or streamed from the hub. Only an exact copy of a row shares its id."""
+    h = hashlib.blake2b(digest_size=12)
+    for key in RL_COLUMNS:
+        _feed(h, rec.get(key))
+    return "rl-" + h.hexdigest()
+
+
+def _feed(h, v: Any) -> None:
+    """``v`` into the digest ``h``, unambiguously (typed, length-prefixed, dict keys sorted)."""
+    if isinstance(v, dict):
+        h.update(b"d%d:" % len(v))
+        for k in sorted(v, key=str):
+            _feed(h, str(k))
+            _feed(h, v[k])
+        return
+    if isinstance(v, (list, tuple)):
+        h.update(b"l%d:" % len(v))
+        for x in v:
+            _feed(h, x)
+        return
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        tag, data = b"b", bytes(v)
+    elif isinstance(v, str):
+        tag, data = b"s", v.encode("utf-8", "surrogatepass")
+    else:  # None, numbers, booleans
+        tag, data = b"r", repr(v).encode()
+    h.update(tag + b"%d:" % len(data))
+    h.update(data)
 
 
 def _text(rec: dict, key: str) -> str:
@@ -433,8 +401,9 @@ def _message_text(message: Any) -> str:
     return "\n".join(parts)
 
 
-def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
-    """An R1-Reward-RL row -> Pair: responses from the Table 1 prompt in ``message``, label from ``answer``."""
+def normalize_r1reward_rl(rec: dict, base_dir: Path) -> Pair:
+    """An R1-Reward-RL row -> Pair: responses from the Table 1 prompt in ``message``, label from ``answer``;
+    its ``id`` if it has one, else :func:`derived_id` (``extra["derived_id"]``)."""
     text = _message_text(rec.get("message"))
     i1, i2 = text.find(_R1_START), text.find(_R2_START)
     if i1 < 0 or i2 < i1:
@@ -450,7 +419,7 @@ def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
     # the question as the Table 1 prompt showed it; the ``question`` column as a fallback
     question = _section(text[iq + len("[Question]:") : i1]) if iq >= 0 else rec.get("question")
     generic = {
-        "id": rec.get("id", row),
+        "id": rec["id"] if rec.get("id") is not None else derived_id(rec),
         "question": question if isinstance(question, str) else "",
         "images": [rec["image"]] if rec.get("image") else [],
         "response_1": _section(text[i1 + len(_R1_START) : i2]),
@@ -458,7 +427,9 @@ def normalize_r1reward_rl(rec: dict, row: int, base_dir: Path) -> Pair:
         "preferred": answer,
         "source": "R1-Reward-RL",
     }
-    return normalize_pair(generic, base_dir)
+    pair = normalize_pair(generic, base_dir)
+    pair.extra["derived_id"] = rec.get("id") is None
+    return pair
 
 
 def base_dir_of(source: str) -> str:
