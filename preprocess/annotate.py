@@ -16,7 +16,13 @@ pair format plus ``attempts``, ``reasoning``, ``annotator`` and ``swapped``, rea
   session for the run); transport faults are retried with backoff (``--request-retries``) and do
   not count as attempts; a row whose requests keep failing is reported and left for the next run.
 * Resumable: the output is append-only JSONL keyed by id, flushed per row; a rerun skips the ids
-  already there (a torn last line from a crash is dropped and redone).
+  already there and never rewrites a line that was done: blank lines are skipped, only a torn last
+  line (a crash while writing) is cut and redone, and any other line that is not a record stops the
+  run naming it (``FILE:LINE``) with the file left as it is.
+* Checked before any output is made (one line, exit code 2): the inputs (missing, unsupported,
+  unreadable, wrong columns), an ``--out`` that is an input or a directory, an ``--api-key-env``
+  naming an unset variable. A duplicate id in the input stops the run naming file and row
+  (``--skip-invalid`` skips and counts it, ``rejected_duplicate_id``, like other bad rows).
 * The API key comes from the environment variable named by ``--api-key-env``, never from arguments.
 """
 
@@ -33,7 +39,8 @@ from pathlib import Path
 from typing import Optional
 
 from preprocess.pairs import Balancer, swap
-from preprocess.records import BadRow, Pair, base_dir_of, iter_raw_rows, normalize_pair
+from preprocess.records import BadRow, InvalidInput, Pair, base_dir_of, check_inputs, iter_raw_rows, normalize_pair
+from r1reward_verl.cli import ArgumentParser, cli_main, positive_int
 from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, image_url_part
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
@@ -46,20 +53,37 @@ def openai_messages(p: Pair) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
+def _record_id(line: bytes) -> Optional[str]:
+    try:
+        rec = json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        return None
+    return str(rec["id"]) if isinstance(rec, dict) and rec.get("id") is not None else None
+
+
 def load_done(out: Path) -> set[str]:
-    """Ids already annotated; a torn last line (crash while writing) is cut off so it is redone."""
+    """Ids already annotated. Blank lines are skipped; a last line without its newline (a crash while
+    writing) is cut off if it is not a whole record (it is redone) and given its newline if it is. Any
+    other line that is not a record raises InvalidInput naming ``FILE:LINE``, the file untouched."""
     done: set[str] = set()
     if not out.exists():
         return done
     with open(out, "rb+") as f:
-        good_end = 0
-        for line in iter(f.readline, b""):
-            try:
-                done.add(str(json.loads(line)["id"]))
-                good_end = f.tell()
-            except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-                break
-        f.truncate(good_end)
+        start, lineno = 0, 0
+        for lineno, line in enumerate(iter(f.readline, b""), 1):
+            rid = _record_id(line) if line.strip() else ""
+            if rid is None and line.endswith(b"\n"):
+                raise InvalidInput(f"{out}:{lineno}: not an annotation record (a JSON object with an id); the file "
+                                   "is left as it is: fix or delete that line, then rerun")  # fmt: skip
+            if rid:
+                done.add(rid)
+            if not line.endswith(b"\n"):  # the last line, torn or not
+                if rid:
+                    f.seek(0, os.SEEK_END)
+                    f.write(b"\n")
+                else:
+                    f.truncate(start)
+            start += len(line)
     return done
 
 
@@ -94,10 +118,22 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
                    request_retries: int = 3, backoff: float = 1.0, seed: int = 0, balance: bool = True,
                    skip_invalid: bool = False, progress: bool = True) -> dict:  # fmt: skip
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    sources = check_inputs(inputs, fmt="pairs")
+    for source in sources:
+        local = Path(source).exists()  # not a hub name
+        if local and (Path(source).resolve() == out.resolve() or out.exists() and os.path.samefile(source, out)):
+            raise InvalidInput(f"--out {out} is the input {source}: give the annotations a file of their own")
+    if out.is_dir():
+        raise InvalidInput(f"--out {out}: is a directory (give a .jsonl file)")
+    api_key = api_key_from_env(api_key_env)
+    if api_key_env and not api_key:
+        raise InvalidInput(f"--api-key-env {api_key_env}: the environment variable (the API key) is not set")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInput(f"--out {out}: cannot create its directory ({e.strerror or e})") from None
     done = load_done(out)
     url = chat_url(base_url)
-    api_key = api_key_from_env(api_key_env)
     counts: Counter = Counter()
     errors: Counter = Counter()
     balancer = Balancer(seed)
@@ -127,24 +163,28 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
 
     try:
         pending: set[asyncio.Task] = set()
-        for source in inputs:
+        seen: set[str] = set()  # ids of the input
+        for source in sources:
             base_dir = base_dir_of(source)
             for raw in iter_raw_rows(source):
                 counts["read"] += 1
                 try:
                     p = normalize_pair(raw.data, base_dir)
+                    if p.id in seen:
+                        raise BadRow("duplicate_id", f"id {p.id!r} appeared before")
                 except BadRow as e:
                     if not skip_invalid:
-                        raise ValueError(f"{raw.file}: row {raw.row}: {e.reason}: {e} (use --skip-invalid)") from None
+                        raise InvalidInput(f"{raw.file}: row {raw.row}: {e.reason}: {e} (use --skip-invalid to skip "
+                                           "and count)") from None  # fmt: skip
                     counts[f"rejected_{e.reason}"] += 1
                     continue
+                seen.add(p.id)
                 swapped = balance and balancer.next_target() != p.preferred  # consumed for every row: stable on resume
                 if p.id in done:
                     counts["done_before"] += 1
                     continue
                 if swapped:
                     swap(p)
-                done.add(p.id)
                 pending.add(asyncio.create_task(one(p, swapped)))
                 if len(pending) >= 4 * concurrency:  # bounded memory: wait for some to finish
                     _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -162,33 +202,41 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
     return summary
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"wants an integer >= 0, got {text!r}")
+    return value
+
+
+@cli_main
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Annotate preference pairs with reasoning and difficulty (Table 1 prompt).")
+    parser = ArgumentParser(prog="python -m preprocess.annotate",
+                            description="Annotate preference pairs with reasoning and difficulty (Table 1 prompt).")  # fmt: skip
     parser.add_argument("--input", action="append", required=True)
     parser.add_argument("--out", required=True, help="append-only JSONL; rerun to resume")
     parser.add_argument("--base-url", required=True, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--model")
     parser.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--max-attempts", type=int, default=3)
+    parser.add_argument("--concurrency", type=positive_int, default=8)
+    parser.add_argument("--max-attempts", type=positive_int, default=3)
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--request-retries", type=int, default=3)
+    parser.add_argument("--request-retries", type=non_negative_int, default=3)
     parser.add_argument("--backoff", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-balance", action="store_true")
     parser.add_argument("--skip-invalid", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        s = asyncio.run(annotate(args.input, args.out, base_url=args.base_url, model=args.model,
-                                 api_key_env=args.api_key_env, concurrency=args.concurrency,
-                                 max_attempts=args.max_attempts, timeout=args.timeout,
-                                 request_retries=args.request_retries, backoff=args.backoff, seed=args.seed,
-                                 balance=not args.no_balance, skip_invalid=args.skip_invalid,
-                                 progress=not args.no_progress))  # fmt: skip
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    s = asyncio.run(annotate(args.input, args.out, base_url=args.base_url, model=args.model,
+                             api_key_env=args.api_key_env, concurrency=args.concurrency,
+                             max_attempts=args.max_attempts, timeout=args.timeout,
+                             request_retries=args.request_retries, backoff=args.backoff, seed=args.seed,
+                             balance=not args.no_balance, skip_invalid=args.skip_invalid,
+                             progress=not args.no_progress))  # fmt: skip
     print(json.dumps(s))
     return 0 if s.get("request_failed", 0) == 0 else 1
 
