@@ -146,6 +146,53 @@ class RayPerSweepMember(Callback):
             ray.shutdown()
 
 
+def _scalar_type(hint) -> Optional[type]:
+    """``float``/``int``/``bool`` for a field annotated with one of them (or ``Optional`` of one), else None."""
+    import types
+    import typing
+
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]
+    return hint if hint in (float, int, bool) else None
+
+
+def check_scalar_types(config: DictConfig, prefix: str = "") -> None:
+    """Every key of a config node whose ``_target_`` is a dataclass, typed ``float``/``int``/``bool`` there, must
+    hold such a value: verl's dataclasses do not check (``actor.optim.lr=abc`` builds an optimizer config with
+    ``lr='abc'``, which fails only inside a worker). Raises ``ValueError`` naming the key and the value."""
+    import dataclasses
+    import importlib
+    import typing
+
+    from omegaconf import OmegaConf
+
+    target = config.get("_target_") if "_target_" in config else None
+    hints = {}
+    if isinstance(target, str) and "." in target:
+        module, _, name = target.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+            if dataclasses.is_dataclass(cls):
+                hints = typing.get_type_hints(cls)
+        except Exception:  # noqa: BLE001 - a target we cannot import is verl's business, not ours
+            hints = {}
+    for key in config:
+        try:
+            value = config[key]
+        except Exception:  # noqa: BLE001 - unresolved interpolations are reported by whoever resolves them
+            continue
+        if OmegaConf.is_dict(value):
+            check_scalar_types(value, f"{prefix}{key}.")
+            continue
+        want = _scalar_type(hints.get(key)) if key in hints else None
+        if want is None or value is None:
+            continue
+        ok = isinstance(value, bool) if want is bool else isinstance(value, (float, int) if want is float else int)
+        if not ok or (want is not bool and isinstance(value, bool)):
+            raise ValueError(f"{prefix}{key} must be {want.__name__}; got {value!r}")
+
+
 def validate_like_main_ppo(config: DictConfig) -> None:
     """Run the checks ``python -m verl.trainer.main_ppo`` runs before it starts Ray with our configs:
     :class:`CheckConfigAtStart` (the Hydra callback our configs install), then verl's ``validate_config``."""
@@ -153,6 +200,7 @@ def validate_like_main_ppo(config: DictConfig) -> None:
     from verl.utils.config import validate_config
 
     check_algorithm_section(config)
+    check_scalar_types(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
 
 
@@ -162,6 +210,7 @@ def validate_like_sft_trainer(cfg: DictConfig) -> list[str]:
     from verl.utils.config import omega_conf_to_dataclass
 
     notes = []
+    check_scalar_types(cfg)
     if Path(str(cfg.model.path)).is_dir():
         trainer = object.__new__(SFTTrainer)  # only the config step of its __init__, no engine, no GPU
         trainer.config = cfg

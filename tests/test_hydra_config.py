@@ -74,6 +74,10 @@ BAD_VALUES = [
     ([f"{PL}.preclip_max=1"], f"{PL}.preclip_max", "1"),
     ([f"{PL}.preclip_max=0.5"], f"{PL}.preclip_max", "0.5"),
     ([f"{PL}.preclip_min=5", f"{PL}.preclip_max=2"], f"{PL}.preclip_min", "5"),
+    # verl's dataclasses take any type: these would fail only inside a worker (check_scalar_types)
+    (["actor_rollout_ref.actor.optim.lr=abc"], "actor_rollout_ref.actor.optim.lr", "'abc'"),
+    (["actor_rollout_ref.actor.ppo_mini_batch_size=1.5"], "actor_rollout_ref.actor.ppo_mini_batch_size", "1.5"),
+    (["actor_rollout_ref.rollout.enforce_eager=3"], "actor_rollout_ref.rollout.enforce_eager", "3"),
 ]
 
 
@@ -108,6 +112,7 @@ ray.init = _refuse
     [
         ("algorithm.adv_filter_sigma=0", "algorithm.adv_filter_sigma", "0"),  # the Hydra callback
         (f"{PL}.preclip_min=1", f"{PL}.preclip_min", "1"),  # verl's validate_config (builds the actor)
+        ("actor_rollout_ref.actor.optim.lr=abc", "actor_rollout_ref.actor.optim.lr", "'abc'"),  # check_scalar_types
     ],
 )
 def test_main_ppo_exits_before_ray_on_a_bad_value(tmp_path, override, key, value):
@@ -119,6 +124,18 @@ def test_main_ppo_exits_before_ray_on_a_bad_value(tmp_path, override, key, value
     text = out.stdout + out.stderr
     assert "R1R-TEST: ray.init reached" not in text, text[-3000:]
     assert out.returncode == 2 and names_key_and_value(text, key, value), text[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+
+
+def test_dry_run_rejects_a_value_of_the_wrong_type():
+    """``dryrun actor_rollout_ref.actor.optim.lr=abc`` printed "ppo OK" (verl's dataclasses accept any type)."""
+    from r1reward_verl.dryrun import check
+
+    bad = check("r1reward", ["actor_rollout_ref.actor.optim.lr=abc"])
+    assert not bad.ok and any(names_key_and_value(n, "actor_rollout_ref.actor.optim.lr", "'abc'") for n in bad.notes)
+    assert check("r1reward_cpu", ["actor_rollout_ref.actor.optim.lr=2e-6"]).ok  # no R1R_ variable needed
+    sft = check("r1reward_sft", ["optim.lr=abc"])
+    assert not sft.ok and any(names_key_and_value(n, "optim.lr", "'abc'") for n in sft.notes), sft.notes
 
 
 def _main_ppo_guarded(tmp_path, config: str, *overrides: str, **env_vars: str) -> subprocess.CompletedProcess:
