@@ -34,7 +34,6 @@ Outputs in ``--out`` (default ``./plots``): ``figure.png`` (all panels), one ``<
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -43,6 +42,8 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from r1reward_verl.cli import ArgumentParser, UserError, cli_main
 
 # (file name, title, y label, candidate metric keys: the first one a run has is plotted)
 PANELS: list[tuple[str, str, str, tuple[str, ...]]] = [
@@ -152,7 +153,7 @@ def read_tensorboard(run_dir: str | Path, label: str | None = None) -> Run:
     try:
         from tensorboard.backend.event_processing import event_accumulator as ea
     except ImportError as e:  # verl depends on tensorboard, so this is a broken install
-        raise SystemExit(f"reading {run_dir} needs the tensorboard package (pip install tensorboard): {e}") from e
+        raise UserError(f"reading {run_dir} needs the tensorboard package (pip install tensorboard): {e}") from e
     files = sorted(run_dir.glob("events.out.tfevents.*"))
     if len(files) > 1:
         _note(f"{run_dir}: {len(files)} event files read as one run (a resumed run; if these are different "
@@ -182,14 +183,14 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     for raw in paths:
         p = Path(raw)
         if not p.exists():
-            raise SystemExit(f"no such file or folder: {p}")
+            raise UserError(f"{p}: no such file or folder")
         if p.is_file():
             if p.name.startswith("events.out.tfevents."):
                 add("tensorboard", p.parent)
             elif p.suffix == ".jsonl":
                 add("jsonl", p)
             else:
-                raise SystemExit(f"{p}: neither a .jsonl metrics file nor a TensorBoard event file")
+                raise UserError(f"{p}: neither a .jsonl metrics file nor a TensorBoard event file")
             continue
         found = 0
         for root, dirs, files in os.walk(p):
@@ -343,8 +344,9 @@ def plot(runs: list[Run], out_dir: str | Path, smooth: int = 1) -> list[Path]:
     return paths
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         prog="python -m r1reward_verl.plot",
         description="Plot R1-Reward's training curves (paper Figs. 2 and 5) from verl's JSONL / TensorBoard logs.",
     )
@@ -358,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.smooth < 1:
         ap.error("--smooth must be >= 1")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # checked before any reading
+        raise UserError(f"--out {out}: exists and is not a directory")
 
     runs = find_runs(args.run_dirs)
     kept = []
@@ -368,13 +373,11 @@ def main(argv: list[str] | None = None) -> int:
             _note(f"{run.path}: none of the plotted metrics ({', '.join(PANEL_METRICS)}), run skipped")
     runs = kept
     if not runs:
-        print("error: no run with any of the plotted metrics found", file=sys.stderr)
-        return 1
+        raise UserError(f"no run with any of the plotted metrics found in {', '.join(args.run_dirs)}")
     if args.labels:
         if len(args.labels) != len(runs):
-            found = "\n  ".join(f"{r.label}  ({r.path})" for r in runs)
-            print(f"error: {len(args.labels)} --labels for {len(runs)} runs:\n  {found}", file=sys.stderr)
-            return 2
+            found = ", ".join(f"{r.label} ({r.path})" for r in runs)
+            raise UserError(f"{len(args.labels)} --labels for {len(runs)} runs: {found}")
         for run, label in zip(runs, args.labels):
             run.label = label
     _dedupe_labels(runs)
@@ -396,7 +399,6 @@ def main(argv: list[str] | None = None) -> int:
             if bad:
                 _note(f"run {run.label!r}: {key} is NaN/inf at {len(bad)} step(s), first at step {bad[0]}")
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = plot(runs, out, smooth=args.smooth)
     rows = write_csv(runs, out / "metrics.csv")

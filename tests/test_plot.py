@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -198,5 +199,23 @@ def test_flat_jsonl(tmp_path, capsys):
 
 
 def test_no_runs(tmp_path, capsys):
-    assert rplot.main([str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert rplot.main([str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no run with any of the plotted metrics" in capsys.readouterr().err
+
+
+def test_bad_inputs_are_one_line_exit_2_and_write_nothing(tmp_path, capsys):
+    """A file as ``--out``, a missing run, a file that is no log: one line on stderr naming it, exit 2, no output."""
+    log = tmp_path / "run.jsonl"
+    log.write_text(json.dumps({"step": 1, "actor/pg_loss": 0.1}) + "\n")
+    as_file = tmp_path / "plots.png"
+    as_file.write_bytes(b"not a folder")
+    not_a_log = tmp_path / "notes.txt"
+    not_a_log.write_text("hello")
+    for argv, names in [([str(log), "--out", str(as_file)], f"--out {as_file}: exists and is not a directory"),
+                        ([str(tmp_path / "missing"), "--out", str(tmp_path / "o1")], f"{tmp_path / 'missing'}: no such file"),
+                        ([str(not_a_log), "--out", str(tmp_path / "o2")], f"{not_a_log}: neither a .jsonl")]:  # fmt: skip
+        assert rplot.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and names in err[0], err
+    assert as_file.read_bytes() == b"not a folder"
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
