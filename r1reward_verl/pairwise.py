@@ -26,7 +26,10 @@ samples (OpenAI ``n = k``: the server processes the prompt once; the transformer
 likewise). ``JudgeStats.calls`` counts them, ``attempts`` the HTTP requests including retries,
 ``samples`` the outputs asked for (calls x k). A call that still fails after the shared client's
 retries (``openai_client.chat_with_retries``) gives k unparsable outputs: counted in ``failed_calls``,
-``unparsable`` and ``errors``, worth 1/2; nothing raises.
+``unparsable`` and ``errors``, worth 1/2; nothing raises (a reward in training goes on). With
+``fail_fast=True`` (``python -m r1reward_verl.rank``: a failed call is never a result) the schedulers
+raise :class:`JudgeFailed` after the first batch that had a failed call instead: a knockout bracket
+stops at that round.
 """
 
 from __future__ import annotations
@@ -170,6 +173,16 @@ class BackendJudge:
 # ---------------------------------------------------------------------------------------------- comparisons
 
 
+class JudgeFailed(Exception):
+    """A group's judging stopped (``fail_fast``): a judge call failed after its retries. ``stats``: the counters of
+    the calls made so far; ``error``: the most frequent error kind."""
+
+    def __init__(self, stats: "JudgeStats"):
+        self.stats = stats
+        self.error = max(sorted(stats.errors), key=stats.errors.get) if stats.errors else "failed"
+        super().__init__(f"{stats.failed_calls} of {stats.calls} judge calls failed ({self.error})")
+
+
 @dataclass
 class JudgeStats:
     calls: int = 0  # judge calls: one order of one comparison, k samples each
@@ -273,11 +286,13 @@ class GroupResult:
 
 
 async def round_robin(judge: Judge, question: str, images: Sequence[bytes], candidates: Sequence[str], *, k: int = 1,
-                      swap: bool = True) -> GroupResult:  # fmt: skip
+                      swap: bool = True, fail_fast: bool = False) -> GroupResult:  # fmt: skip
     n = len(candidates)
     stats = JudgeStats()
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
     comps = await compare_pairs(judge, question, images, candidates, pairs, k=k, swap=swap, stats=stats)
+    if fail_fast and stats.failed_calls:
+        raise JudgeFailed(stats)
     won = [0.0] * n
     for c in comps:
         won[c.a] += c.p_a
@@ -298,7 +313,7 @@ def seed_order(size: int) -> list[int]:
 
 
 async def knockout(judge: Judge, question: str, images: Sequence[bytes], candidates: Sequence[str], *, k: int = 1,
-                   swap: bool = True) -> GroupResult:  # fmt: skip
+                   swap: bool = True, fail_fast: bool = False) -> GroupResult:  # fmt: skip
     n = len(candidates)
     stats = JudgeStats()
     size = 1 << max(0, math.ceil(math.log2(n))) if n > 1 else 1
@@ -312,6 +327,8 @@ async def knockout(judge: Judge, question: str, images: Sequence[bytes], candida
         matches = [(slots[i], slots[i + 1]) for i in range(0, len(slots), 2)]
         real = [(a, b) for a, b in matches if a is not None and b is not None]
         results = await compare_pairs(judge, question, images, candidates, real, k=k, swap=swap, stats=stats)
+        if fail_fast and stats.failed_calls:
+            raise JudgeFailed(stats)
         comps += results
         by_pair = {(c.a, c.b): c for c in results}
         nxt: list[Optional[int]] = []
@@ -333,13 +350,16 @@ async def knockout(judge: Judge, question: str, images: Sequence[bytes], candida
 
 
 async def rank_group(judge: Judge, question: str, images: Sequence[bytes], candidates: Sequence[str], *,
-                     mode: str = "round_robin", k: int = 1, swap: bool = True) -> GroupResult:  # fmt: skip
+                     mode: str = "round_robin", k: int = 1, swap: bool = True,
+                     fail_fast: bool = False) -> GroupResult:  # fmt: skip
+    """Rank ``candidates`` by ``mode``; ``fail_fast``: raise :class:`JudgeFailed` at the first failed call's batch
+    (default: a failed call counts 1/2 and the group is ranked anyway, as a reward in training needs)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if len(candidates) < 1:
         raise ValueError("no candidates")
     fn = round_robin if mode == "round_robin" else knockout
-    return await fn(judge, question, images, candidates, k=k, swap=swap)
+    return await fn(judge, question, images, candidates, k=k, swap=swap, fail_fast=fail_fast)
 
 
 def expected_calls(n: int, mode: str, *, swap: bool = True) -> int:
