@@ -6,12 +6,17 @@ Behaviours (the reply is ``<think>…</think><answer>X</answer>``, one per reque
 * ``flaky``: HTTP 500 for every odd-numbered request (1st, 3rd, ...), otherwise ``longer``;
 * ``garbage``: a well-formed completion whose text has no answer (unparsable).
 ``stats``: requests, the ``n`` of each request, the images each carried, peak requests in flight.
+
+``png`` / ``write_input``: real PNG files and a real ``rank`` input file for the CLI tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import io
+import json
 import threading
 
 from aiohttp import web
@@ -116,3 +121,111 @@ def scripted_judge(behaviour: str, latency: float = 0.0):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def png(color=(255, 0, 0)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# distinct lengths: the "longer" judge's order is known in advance
+C5 = ["bb", "ddddd", "a", "eeeeeeee", "ccc"]  # lengths 2 5 1 8 3
+C8 = ["ccc", "ggggggg", "a", "hhhhhhhh", "bb", "ffffff", "dddd", "eeeee"]  # lengths 3 7 1 8 2 6 4 5
+
+
+def write_input(tmp_path, rows=None):
+    """``tmp_path/in.jsonl``: ``rows``, or three rows (ids "a", "b", 3) with a file image, a data URI, none."""
+    (tmp_path / "img").mkdir(exist_ok=True)
+    (tmp_path / "img" / "red.png").write_bytes(png())
+    uri = "data:image/png;base64," + base64.b64encode(png((0, 0, 255))).decode()
+    rows = rows or [
+        {"id": "a", "question": "What is shown?", "images": ["img/red.png"], "candidates": C5},
+        {"id": "b", "question": "And here?", "images": [uri, str(tmp_path / "img" / "red.png")], "candidates": C8},
+        {"id": 3, "question": "Text only", "images": [], "candidates": ["short", "much longer"]},
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# ------------------------------------------------------------------------------ a judge made of model weights
+
+
+def build_scoring_judge_model(out, scores: dict, head_dim: int = 32):
+    """A tiny Qwen2.5-VL (``r1reward_verl.tiny``, untied head) whose weights ARE a pairwise judge: shown the
+    Table 1 prompt for two responses that are single words of ``scores`` (``{"red": 0.0, ...}``), greedy decoding
+    writes ``<think>o</think><answer>X</answer>`` with X = 1 when Response 1's word has the higher score, else 2.
+    The verdict depends on the content AND on which response comes first, so a backend or scheduler that mixes up
+    orders, matches or winners gets other rankings than the scores say. Head size 32: runs on vLLM-CPU too.
+
+    Construction (hidden 64, 2 layers, MLPs and the vision merger's output zeroed, so only these paths exist):
+    * embeddings: each scored word's token = marker dim M + its score in dim S; the tokens of the decoding
+      chain (last prompt token ``\\n`` -> ``<think>`` -> ``o`` -> ``</think>`` -> ``<answer>`` -> 1|2 ->
+      ``</answer>`` -> ``<|im_end|>``) one-hot in their own dims; every other token 0.
+    * both layers: head 0's query is a constant (bias), its key reads M: every position attends (almost only)
+      to the marked tokens before it, on the slowest rotary pair (angle < 1e-2 over the prompt).
+      Layer 0 writes the mean score seen so far into dim G: s1 at Response 1, (s1 + s2)/2 at Response 2.
+      Layer 1 averages G - S over the two marked tokens into dim F: (s1 - s2)/4 (x the norm's scale).
+    * lm_head: each chain token's row reads its predecessor's dim; the rows of "1" and "2" add +F and -F."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    from r1reward_verl.tiny import build_tiny_qwen25vl
+
+    out = Path(build_tiny_qwen25vl(out, head_dim=head_dim))
+    tok = AutoTokenizer.from_pretrained(str(out))
+    (weights,) = out.glob("*.safetensors")
+    sd = load_file(str(weights))
+    emb = sd["model.embed_tokens.weight"]
+    vocab, hidden = emb.shape
+    assert hidden == 64 and head_dim == 32
+
+    def one(text):
+        ids = tok.encode(text)
+        assert len(ids) == 1, f"{text!r} is not one token: {ids}"
+        return ids[0]
+
+    chain = [one("\n"), one("<think>"), one("o"), one("</think>"), one("<answer>"), None, one("</answer>"), one("<|im_end|>")]
+    one_two = [one("1"), one("2")]
+    M, S, G, F = 40, 41, 42, 43
+    Q, K, B, C = 10.0, 2.0, 10.0, 5.0
+    slow = head_dim // 2 - 1  # the rotary pair (slow, slow + 16) turns at theta^(-30/32) per position
+
+    new = {k: torch.zeros_like(v) if k.startswith("model.") and not k.endswith("layernorm.weight")
+           and k != "model.norm.weight" else v for k, v in sd.items()}  # fmt: skip
+    emb = new["model.embed_tokens.weight"]
+    head = torch.zeros(vocab, hidden)
+    for d, (prev, nxt) in enumerate(zip(chain, chain[1:])):
+        for p in one_two if prev is None else [prev]:
+            emb[p, d] = 1.0
+        for n in one_two if nxt is None else [nxt]:
+            head[n, d] = B
+    head[one_two[0], F], head[one_two[1], F] = C, -C
+    for word, score in scores.items():
+        t = one(" " + word)  # a response follows "]: "
+        assert t not in chain and t not in one_two
+        emb[t, M], emb[t, S] = 1.0, float(score)
+    for layer, value in ((0, {S: 1.0}), (1, {G: 1.0, S: -1.0})):
+        pre = f"model.layers.{layer}.self_attn."
+        new[pre + "q_proj.bias"][slow] = Q
+        new[pre + "k_proj.weight"][slow, M] = K
+        for dim, w in value.items():
+            new[pre + "v_proj.weight"][0, dim] = w
+        new[pre + "o_proj.weight"][G if layer == 0 else F, 0] = 1.0 / 8 if layer == 0 else 1.0
+    new["lm_head.weight"] = head
+    for k in ("visual.merger.mlp.2.weight", "visual.merger.mlp.2.bias"):  # image tokens embed to 0
+        new[k] = torch.zeros_like(sd[k])
+    save_file({k: v.contiguous() for k, v in new.items()}, str(weights), metadata={"format": "pt"})
+    cfg_path = out / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tie_word_embeddings"] = False
+    cfg["text_config"]["tie_word_embeddings"] = False
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    return out

@@ -2,8 +2,6 @@
 against live scripted judges on 127.0.0.1 (``tests/pairwise_judges.py``)."""
 
 import asyncio
-import base64
-import io
 import json
 import os
 import subprocess
@@ -16,13 +14,9 @@ from r1reward_verl import pairwise
 from r1reward_verl.pairwise import OpenAIJudge, expected_calls, rank_group, seed_order
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.rank import main as rank_main
-from tests.pairwise_judges import responses_of, scripted_judge
+from tests.pairwise_judges import C5, C8, png, responses_of, scripted_judge, write_input
 
 REPO = Path(__file__).resolve().parents[1]
-
-# distinct lengths: the "longer" judge's order is known in advance
-C5 = ["bb", "ddddd", "a", "eeeeeeee", "ccc"]  # lengths 2 5 1 8 3
-C8 = ["ccc", "ggggggg", "a", "hhhhhhhh", "bb", "ffffff", "dddd", "eeeee"]  # lengths 3 7 1 8 2 6 4 5
 
 
 def by_length(cands):
@@ -182,31 +176,9 @@ def test_concurrency_cap():
 # ------------------------------------------------------------------------------------------------- the CLI
 
 
-def _png(color=(255, 0, 0)) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _write_input(tmp_path, rows=None):
-    (tmp_path / "img").mkdir(exist_ok=True)
-    (tmp_path / "img" / "red.png").write_bytes(_png())
-    uri = "data:image/png;base64," + base64.b64encode(_png((0, 0, 255))).decode()
-    rows = rows or [
-        {"id": "a", "question": "What is shown?", "images": ["img/red.png"], "candidates": C5},
-        {"id": "b", "question": "And here?", "images": [uri, str(tmp_path / "img" / "red.png")], "candidates": C8},
-        {"id": 3, "question": "Text only", "images": [], "candidates": ["short", "much longer"]},
-    ]
-    path = tmp_path / "in.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 @pytest.mark.parametrize("mode", ["round_robin", "knockout"])
 def test_cli_main(tmp_path, mode):
-    inp = _write_input(tmp_path)
+    inp = write_input(tmp_path)
     out = tmp_path / "out.jsonl"
     with scripted_judge("longer") as srv:
         rc = rank_main(["--input", str(inp), "--out", str(out), "--mode", mode, "--backend", "openai",
@@ -236,7 +208,7 @@ def test_cli_bad_row_names_file_and_row(tmp_path, capsys):
             {"id": "b", "question": "q", "images": ["missing.png"], "candidates": C5},
             {"id": "c", "question": "q", "images": [], "candidates": ["only one"]},
             {"id": "a", "question": "q", "images": [], "candidates": C5}]  # fmt: skip
-    inp = _write_input(tmp_path, rows)
+    inp = write_input(tmp_path, rows)
     with open(inp, "a") as f:
         f.write("{not json\n")
     out = tmp_path / "out.jsonl"
@@ -255,7 +227,7 @@ def test_cli_bad_row_names_file_and_row(tmp_path, capsys):
 
 
 def test_cli_python_m_subprocess_with_voting(tmp_path):
-    inp = _write_input(tmp_path)
+    inp = write_input(tmp_path)
     out = tmp_path / "out.jsonl"
     with scripted_judge("longer") as srv:
         proc = subprocess.run(
@@ -272,7 +244,7 @@ def test_cli_python_m_subprocess_with_voting(tmp_path):
 
 
 def test_cli_missing_key_env(tmp_path, capsys):
-    inp = _write_input(tmp_path)
+    inp = write_input(tmp_path)
     rc = rank_main(["--input", str(inp), "--out", str(tmp_path / "o.jsonl"), "--base-url", "http://127.0.0.1:1/v1",
                     "--api-key-env", "NOT_SET_PAIRWISE_KEY"])  # fmt: skip
     assert rc == 2 and "NOT_SET_PAIRWISE_KEY" in capsys.readouterr().err
@@ -307,7 +279,7 @@ class LongerBackend:
 def test_backend_judge_batches_per_round():
     backend = LongerBackend()
     judge = pairwise.BackendJudge(backend)
-    img = _png()
+    img = png()
     ko = run(judge, C5, "knockout", images=[img])
     assert ko.ranking == [3, 1, 0, 2, 4] and ko.stats.calls == 8 == len(backend.requests)
     assert all(len(r.images) == 1 and r.greedy and r.n == 0 for r in backend.requests)
@@ -316,32 +288,64 @@ def test_backend_judge_batches_per_round():
     assert all(r.n == 3 and not r.greedy for r in backend.requests[8:])
 
 
-def test_cli_transformers_backend_tiny_model(tmp_path, tiny_model_dir):
-    """The transformers backend of the evaluation on the tiny random Qwen2.5-VL (CPU): its replies are not
-    verdicts, so every comparison is 1/2; the calls are counted and the images go through its processor."""
-    inp = _write_input(tmp_path, [{"id": "a", "question": "What is shown?", "images": ["img/red.png"],
-                                   "candidates": ["red", "blue", "green"]}])  # fmt: skip
-    out = tmp_path / "out.jsonl"
-    rc = rank_main(["--input", str(inp), "--out", str(out), "--mode", "knockout", "--backend", "transformers",
-                    "--model", tiny_model_dir, "--max-new-tokens", "8"])  # fmt: skip
+# A judge made of model weights (tests/pairwise_judges.build_scoring_judge_model): it prefers the response whose word
+# scores higher, in either order. The answers are forced: round robin dog 1, chart 2/3, red 1/3, cat 0; knockout
+# (seeds red-chart, cat-dog) chart beats red, dog beats cat, dog beats chart. A flipped winner reverses them, a
+# swapped order that is not swapped back makes every comparison a 1/2 tie, a dropped or misassigned match or a reply
+# given to the wrong prompt moves a score.
+WORDS = {"red": 0.0, "cat": -0.2, "dog": 0.2, "chart": 0.1}
+SCORED_ROW = {"id": "a", "question": "What is shown?", "images": ["img/red.png"], "candidates": list(WORDS)}
+RR_SCORES, KO_ROUNDS = [1 / 3, 0.0, 1.0, 2 / 3], [1, 1, 3, 2]
+
+
+def test_scoring_judge_model_is_a_judge(tmp_path):
+    """The forced answers hold one prompt at a time: each ordered pair, read straight from the backend."""
+    from r1reward_verl.eval.backends import TransformersBackend
+    from tests.pairwise_judges import build_scoring_judge_model
+
+    judge = pairwise.BackendJudge(TransformersBackend(str(build_scoring_judge_model(tmp_path / "m", WORDS)),
+                                                      max_new_tokens=8))  # fmt: skip
+    words = list(WORDS)
+    pairs = [(a, b) for a in words for b in words if a != b]
+    replies = asyncio.run(judge.judge([pairwise.PairPrompt("What is shown?", (png(),), a, b) for a, b in pairs], 1))
+    got = [r.outputs[0] for r in replies]
+    assert got == [f"<think>o</think><answer>{1 if WORDS[a] > WORDS[b] else 2}</answer>" for a, b in pairs]
+
+
+@pytest.mark.parametrize("mode", ["round_robin", "knockout"])
+def test_cli_transformers_backend_scoring_judge(tmp_path, mode):
+    """``--backend transformers`` (the evaluation's backend, CPU) on the scoring judge model, knockout with k = 3
+    samples per order (the sampling path): the ranking, scores and counters are the forced ones."""
+    from tests.pairwise_judges import build_scoring_judge_model
+
+    model = build_scoring_judge_model(tmp_path / "judge", WORDS)
+    inp, out = write_input(tmp_path, [SCORED_ROW]), tmp_path / "out.jsonl"
+    k = 1 if mode == "round_robin" else 3
+    rc = rank_main(["--input", str(inp), "--out", str(out), "--mode", mode, "--backend", "transformers",
+                    "--model", str(model), "--max-new-tokens", "8", "--k", str(k)])  # fmt: skip
     assert rc == 0
     (row,) = [json.loads(x) for x in out.read_text().splitlines()]
-    assert row["judge_calls"] == 4 and row["judge"]["failed_calls"] == 0
-    assert sorted(row["ranking"]) == [0, 1, 2] and len(row["scores"]) == 3
+    assert row["ranking"] == [2, 3, 0, 1]
+    if mode == "round_robin":
+        assert row["scores"] == pytest.approx(RR_SCORES) and row["judge_calls"] == 12
+    else:
+        assert row["rounds_reached"] == KO_ROUNDS and row["scores"] == [0.0, 0.0, 1.0, 0.5] and row["judge_calls"] == 6
+    j = row["judge"]
+    assert j["samples"] == k * row["judge_calls"] and j["unparsable"] == 0 and j["failed_calls"] == 0
+    assert j["position_agreement"] == j["comparisons"]  # the judge is order-consistent; the code must keep it so
 
 
 @pytest.mark.timeout(600)
 def test_cli_vllm_backend_on_vllm_cpu(tmp_path):
-    """``--backend vllm``: vLLM's offline engine (vLLM-CPU here) on a tiny Qwen2.5-VL with head size 32, through
-    ``python -m`` (vLLM spawns its engine process); images go through vLLM's multimodal input."""
-    from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM, build_tiny_qwen25vl
-
-    model = build_tiny_qwen25vl(tmp_path / "tiny32", head_dim=VLLM_CPU_HEAD_DIM)
-    inp = _write_input(tmp_path, [{"id": "a", "question": "What is shown?", "images": ["img/red.png"],
-                                   "candidates": ["red", "blue", "green"]}])  # fmt: skip
-    out = tmp_path / "out.jsonl"
+    """``--backend vllm``: vLLM's offline engine (vLLM-CPU here) on the scoring judge model (head size 32), through
+    ``python -m`` (vLLM spawns its engine process); images go through vLLM's multimodal input. The ranking and
+    scores are the forced ones (see ``WORDS``)."""
     from r1reward_verl.procs import run_in_session
+    from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM
+    from tests.pairwise_judges import build_scoring_judge_model
 
+    model = build_scoring_judge_model(tmp_path / "judge32", WORDS, head_dim=VLLM_CPU_HEAD_DIM)
+    inp, out = write_input(tmp_path, [SCORED_ROW]), tmp_path / "out.jsonl"
     log = tmp_path / "rank.log"
     rc = run_in_session(  # in its own session, killed with whatever vLLM started
         [sys.executable, "-m", "r1reward_verl.rank", "--input", str(inp), "--out", str(out), "--mode", "round_robin",
@@ -352,8 +356,9 @@ def test_cli_vllm_backend_on_vllm_cpu(tmp_path):
     text = log.read_text(errors="replace")
     assert rc == 0, "\n".join(line for line in text.splitlines() if "Error" in line or "error" in line)[-4000:] + text[-2000:]
     (row,) = [json.loads(x) for x in out.read_text().splitlines()]
-    assert row["judge_calls"] == 6 and row["judge"]["failed_calls"] == 0  # n(n-1), both orders
-    assert sorted(row["ranking"]) == [0, 1, 2] and sum(row["scores"]) == pytest.approx(1.5)
+    assert row["ranking"] == [2, 3, 0, 1] and row["scores"] == pytest.approx(RR_SCORES)
+    assert row["judge_calls"] == 12 and row["judge"]["failed_calls"] == 0 and row["judge"]["unparsable"] == 0
+    assert row["judge"]["position_agreement"] == 6  # n(n-1)/2 comparisons, both orders agree
 
 
 def test_cli_vllm_backend_says_not_available(tmp_path, capsys, monkeypatch):
@@ -368,6 +373,6 @@ def test_cli_vllm_backend_says_not_available(tmp_path, capsys, monkeypatch):
         return real_import(name, *a, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
-    inp = _write_input(tmp_path)
+    inp = write_input(tmp_path)
     with pytest.raises(SystemExit, match="not available here"):
         rank_main(["--input", str(inp), "--out", str(tmp_path / "o.jsonl"), "--backend", "vllm", "--model", "/x"])
