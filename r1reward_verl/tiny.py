@@ -12,12 +12,14 @@ in config and tokenizer and have identical weights.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import os
 import tempfile
 from pathlib import Path
 from typing import Sequence
+
+from r1reward_verl.cli import ArgumentParser, UserError, cli_main, positive_int
 
 # Qwen2.5-VL's special tokens, in Qwen's order. The ids follow the trained byte-level vocab.
 SPECIAL_TOKENS = [
@@ -120,8 +122,8 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
     ``"synth"`` the colour task's words are single tokens (answers ~3x shorter). ``layers``: text layers;
     ``hidden``: the text model's width (its MLP is 3x wider). ``init_std``: the standard deviation of the
     random weights (``initializer_range``, text and vision; HF's default 0.02)."""
-    if hidden % head_dim or head_dim % 8:
-        raise ValueError(f"head_dim must divide the hidden size {hidden} and be a multiple of 8, got {head_dim}")
+    if head_dim < 8 or hidden % head_dim or head_dim % 8:
+        raise ValueError(f"--head-dim must divide the hidden size {hidden} and be a multiple of 8, got {head_dim}")
     import torch
     from transformers import (
         PreTrainedTokenizerFast,
@@ -228,25 +230,33 @@ def build_tiny_qwen25vl(out: str | os.PathLike, seed: int = 0, head_dim: int = 1
     return out
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write the checkpoint to")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--head-dim", type=int, default=16,
+    parser.add_argument("--head-dim", type=positive_int, default=16,
                         help=f"attention head size; {VLLM_CPU_HEAD_DIM} for vLLM-CPU rollouts (verl's trainer on CPU)")
     parser.add_argument("--task-corpus", choices=["none", "synth"], default="none",
                         help="also train the tokenizer on a task's sentences (synth: preprocess.synth's colour task)")
-    parser.add_argument("--layers", type=int, default=2, help="text decoder layers")
-    parser.add_argument("--hidden", type=int, default=HIDDEN, help="text model width")
-    parser.add_argument("--vocab-size", type=int, default=VOCAB_TARGET, help="BPE vocabulary size target")
+    parser.add_argument("--layers", type=positive_int, default=2, help="text decoder layers")
+    parser.add_argument("--hidden", type=positive_int, default=HIDDEN, help="text model width")
+    parser.add_argument("--vocab-size", type=positive_int, default=VOCAB_TARGET, help="BPE vocabulary size target")
     parser.add_argument("--init-std", type=float, default=INIT_STD, help="standard deviation of the random weights")
     args = parser.parse_args(argv)
-    path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim, corpus=args.task_corpus,
-                               vocab_size=args.vocab_size, layers=args.layers, hidden=args.hidden,
-                               init_std=args.init_std)
+    if not args.init_std > 0:
+        parser.error(f"argument --init-std: wants a number > 0, got {args.init_std}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: exists and is not a directory")
+    try:
+        path = build_tiny_qwen25vl(args.out, seed=args.seed, head_dim=args.head_dim, corpus=args.task_corpus,
+                                   vocab_size=args.vocab_size, layers=args.layers, hidden=args.hidden,
+                                   init_std=args.init_std)
+    except ValueError as e:  # sizes that do not fit together (head_dim vs hidden, ...)
+        raise UserError(str(e)) from None
     meta = json.loads((path / "r1reward_tiny.json").read_text())
     print(f"tiny Qwen2.5-VL ({meta['parameters']:,} parameters) written to {path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

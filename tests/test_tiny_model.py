@@ -40,10 +40,37 @@ def test_generates_and_scores_an_image_prompt(tiny_model_dir):
     assert out.shape[1] > enc["input_ids"].shape[1]
     with torch.no_grad():
         logits = model(input_ids=out, pixel_values=enc["pixel_values"], image_grid_thw=enc["image_grid_thw"]).logits
-    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, out[:, 1:, None]).squeeze(-1)
-    gen_logp = logp[:, enc["input_ids"].shape[1] - 1:]
+    dist = torch.log_softmax(logits[:, :-1], -1)
+    logp = dist.gather(-1, out[:, 1:, None]).squeeze(-1)
+    start = enc["input_ids"].shape[1] - 1
+    gen_logp = logp[:, start:]
     assert gen_logp.shape[1] == out.shape[1] - enc["input_ids"].shape[1]
-    assert torch.isfinite(gen_logp).all() and (gen_logp <= 0).all()
+    # scoring reproduces generation: each greedy token is the argmax of the scored distribution at its position
+    # (an off-by-one, a lost image or wrong position ids would break it)
+    assert torch.allclose(gen_logp, dist[:, start:].max(-1).values, atol=1e-5), (gen_logp, dist[:, start:].max(-1))
+    # and the image is read: another image changes the scores of the same tokens
+    other = proc(text=[chat], images=[Image.new("RGB", (56, 56), (10, 10, 200))], return_tensors="pt")
+    with torch.no_grad():
+        logits2 = model(input_ids=out, pixel_values=other["pixel_values"], image_grid_thw=other["image_grid_thw"]).logits
+    assert (logits2[:, start:] - logits[:, start:]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["--head-dim", "0"], "argument --head-dim: wants an integer >= 1, got 0"),
+    (["--head-dim", "24"], "--head-dim must divide the hidden size 64 and be a multiple of 8, got 24"),
+    (["--layers", "-1"], "argument --layers: wants an integer >= 1, got -1"),
+    (["--init-std", "0"], "argument --init-std: wants a number > 0, got 0.0"),
+])
+def test_cli_bad_sizes_are_one_line_exit_2(tmp_path, capsys, argv, names):
+    from r1reward_verl.tiny import main
+
+    try:
+        code = main(["--out", str(tmp_path / "m"), *argv])
+    except SystemExit as e:  # argparse's rejection
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and names in err[0], err
+    assert not (tmp_path / "m").exists()
 
 
 def _digest(path: Path) -> str:
