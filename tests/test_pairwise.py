@@ -374,5 +374,6 @@ def test_cli_vllm_backend_says_not_available(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
     inp = write_input(tmp_path)
-    with pytest.raises(SystemExit, match="not available here"):
-        rank_main(["--input", str(inp), "--out", str(tmp_path / "o.jsonl"), "--backend", "vllm", "--model", "/x"])
+    rc = rank_main(["--input", str(inp), "--out", str(tmp_path / "o.jsonl"), "--backend", "vllm", "--model", "/x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --backend vllm is not available here") and err.count("\n") == 1
