@@ -27,6 +27,7 @@ class Result:
     greedy: Optional[str]
     samples: list[str]
     prompt_tokens: int  # prompt tokens the backend processed for this request (greedy + samples)
+    error: Optional[str] = None  # set when the backend got no output for (part of) the request: not a result
 
 
 class Backend(Protocol):
@@ -224,8 +225,9 @@ class OpenAIBackend:
     output is a second request at temperature 0. Images (and video frames, as a sequence of images)
     go as base64 PNG ``image_url`` parts. Requests run concurrently up to ``concurrency``, with a
     time-out and bounded retries (``r1reward_verl.openai_client.chat_with_retries``, one HTTP session
-    per ``run``); a request that still fails leaves its outputs empty (parsed as unparsable, counted in
-    ``failed_requests``).
+    per ``run``); a request that still fails leaves its outputs empty and sets the result's ``error``
+    (the last failure's kind: ``connection``, ``timeout``, ``http_5xx``, ``bad_body``, ...), counted in
+    ``failed_requests``: the evaluator never scores such a result.
     ``prompt_tokens`` comes from the server's ``usage``. The API key is read from the environment
     variable named ``api_key_env``.
     """
@@ -269,7 +271,7 @@ class OpenAIBackend:
             out.append({"role": m["role"], "content": content})
         return out
 
-    async def _ask(self, messages: list[dict], n: int, temperature: float, sem) -> tuple[list[str], int]:
+    async def _ask(self, messages: list[dict], n: int, temperature: float, sem) -> tuple[list[str], int, Optional[str]]:
         from r1reward_verl.openai_client import chat_with_retries
 
         payload = {"messages": messages, "n": n, "temperature": temperature, "top_p": self.top_p,
@@ -284,12 +286,12 @@ class OpenAIBackend:
             return texts, int((body.get("usage") or {}).get("prompt_tokens") or 0)
 
         async with sem:
-            value, _, _ = await chat_with_retries(self.url, payload, api_key=self.api_key, timeout=self.timeout,
-                                                  max_retries=self.max_retries, backoff=self.backoff, extract=extract)  # fmt: skip
+            value, _, error = await chat_with_retries(self.url, payload, api_key=self.api_key, timeout=self.timeout,
+                                                      max_retries=self.max_retries, backoff=self.backoff, extract=extract)  # fmt: skip
         if value is None:
             self.failed_requests += 1
-            return [""] * n, 0
-        return value
+            return [""] * n, 0, error or "failed"
+        return (*value, None)
 
     def run(self, requests: list[Request], progress: bool = True) -> list[Result]:
         import asyncio
@@ -300,11 +302,11 @@ class OpenAIBackend:
             messages = self._messages(req)
             res = Result(None, [], 0)
             if req.greedy:
-                (text,), tokens = await self._ask(messages, 1, 0.0, sem)
-                res.greedy, res.prompt_tokens = text, res.prompt_tokens + tokens
+                (text,), tokens, error = await self._ask(messages, 1, 0.0, sem)
+                res.greedy, res.prompt_tokens, res.error = text, res.prompt_tokens + tokens, error
             if req.n:
-                res.samples, tokens = await self._ask(messages, req.n, self.temperature, sem)
-                res.prompt_tokens += tokens
+                res.samples, tokens, error = await self._ask(messages, req.n, self.temperature, sem)
+                res.prompt_tokens, res.error = res.prompt_tokens + tokens, res.error or error
             return res
 
         async def main():

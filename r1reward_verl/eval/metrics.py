@@ -3,8 +3,9 @@
 A record (one per pair, one JSONL line) holds at least ``benchmark, id, category, group, label`` and
 ``preds``: parsed predictions 1, 2 or None, the greedy one first when ``greedy`` is true, then the
 samples in order. With position swap it also holds ``swapped`` = ``{label, preds}`` for the same pair
-shown in the other order. Unparsable outputs (None) count as wrong and are reported. All values in
-percent.
+shown in the other order. Unparsable outputs (None) count as wrong and are reported. A record with
+``failed`` (its requests failed: there is no output to score, ``eval run --report-failed``) is in no
+denominator; ``failed`` counts them. All values in percent.
 
 - VL-RewardBench: ``overall_acc`` = accuracy over all items (micro); ``macro_acc`` = mean of the
   general / hallucination / reasoning accuracies (the authors recommend macro). The official scorer
@@ -143,6 +144,10 @@ def position_swap_metrics(bench: str, records: list[dict]) -> Optional[dict]:
 
 def benchmark_metrics(bench: str, records: list[dict], ks: Optional[list[int]] = None) -> dict:
     """metrics.json's entry for one benchmark (see the module docstring)."""
+    failed = sum(bool(r.get("failed")) for r in records)
+    records = [r for r in records if not r.get("failed")]
+    if not records:  # every request failed: nothing to score
+        return {"mode": "failed", "n": 0, "failed": failed, "unparsable": 0}
     fn = BENCH_METRICS[bench]
     has_greedy = all(r.get("greedy") for r in records)
     n_samples = min((len(sample_preds(r)) for r in records), default=0)
@@ -151,7 +156,7 @@ def benchmark_metrics(bench: str, records: list[dict], ks: Optional[list[int]] =
         raise ValueError(f"{bench}: records hold no predictions")
     unparsable = sum(primary_pred(r) is None for r in records)
     out = {**fn(records, primary_right), "mode": "greedy" if has_greedy else "sample@1", "n": len(records),
-           "unparsable": unparsable, "unparsable_pct": pct(unparsable, len(records))}  # fmt: skip
+           "failed": failed, "unparsable": unparsable, "unparsable_pct": pct(unparsable, len(records))}  # fmt: skip
     if ks:
         out["voting"] = {str(k): fn(records, vote_right(k)) for k in ks}
         out["any"] = {str(k): fn(records, any_right(k)) for k in ks}

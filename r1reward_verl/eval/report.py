@@ -34,7 +34,8 @@ def markdown_table(metrics: dict, model: str = "model") -> str:
     out = []
     for bench, m in metrics.items():
         cols = COLUMNS[bench]
-        out.append(f"### {TITLES[bench]} (n = {m['n']}, unparsable {m['unparsable']})\n")
+        failed = f"; {m['failed']} pairs NOT SCORED: their requests failed" if m.get("failed") else ""
+        out.append(f"### {TITLES[bench]} (n = {m['n']}, unparsable {m['unparsable']}{failed})\n")
         out.append("| Model | " + " | ".join(c for c, _ in cols) + " |")
         out.append("|---" * (len(cols) + 1) + "|")
         rows = [(f"{model} ({m['mode']})", m)]
