@@ -10,6 +10,11 @@
 
     # what the loaders read (counts per category and group, rejects), no model
     python -m r1reward_verl.eval inspect --bench mm_rlhf_rewardbench=/bench/mm_rlhf_rewardbench.jsonl
+
+Exit codes: 0 done; 2 a user error (a file, row or option; one line on stderr); 1 pairs whose requests
+failed after the retries (one line on stderr; not scored and not saved as finished, so rerunning the
+same command asks for them again; no metrics.json / table.md unless --report-failed, which scores the
+other pairs and counts the failed ones apart).
 """
 
 from __future__ import annotations
@@ -18,32 +23,86 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
+from r1reward_verl.cli import ArgumentParser, UserError, cli_main, positive_int
 from r1reward_verl.eval.loaders import BENCHMARKS, detect_benchmark, load_benchmark
+
+EXIT_FAILED_REQUESTS = 1
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
     out = {}
     for v in values or []:
-        if "=" in v and v.split("=", 1)[0] in BENCHMARKS:
-            name, path = v.split("=", 1)
-        elif what == "bench":
+        name, _, path = v.partition("=")
+        if path and name in BENCHMARKS:
+            pass
+        elif what == "bench" and (not path or Path(v).exists()):
             name, path = detect_benchmark(v), v
+        elif path:
+            raise UserError(f"--{what} {v}: unknown benchmark {name!r}; one of {', '.join(BENCHMARKS)}")
         else:
-            raise SystemExit(f"--{what} wants BENCHMARK=PATH with BENCHMARK one of {BENCHMARKS}, got {v!r}")
+            raise UserError(f"--{what} {v}: wants BENCHMARK=PATH with BENCHMARK one of {', '.join(BENCHMARKS)}")
         if name in out:
-            raise SystemExit(f"--{what}: {name} given twice ({out[name]} and {path})")
+            raise UserError(f"--{what}: {name} given twice ({out[name]} and {path})")
         out[name] = path
     return out
 
 
-def _ks(text: str | None) -> list[int] | None:
-    return [int(x) for x in text.split(",")] if text else None
+def _ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants integers >= 1 separated by commas, got {text!r}") from None
+    if any(k < 1 for k in ks):
+        raise argparse.ArgumentTypeError(f"wants integers >= 1 separated by commas, got {text!r}")
+    return ks
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m r1reward_verl.eval", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+def _count(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"wants an integer >= 0, got {value}")
+    return value
+
+
+def _backend(args):
+    """A function making the backend (called by ``evaluate`` once the benchmarks are read)."""
+    if args.backend == "openai":
+        from r1reward_verl.eval.backends import OpenAIBackend
+
+        try:  # made now: a missing API key variable or a bad URL stops before anything is read
+            backend = OpenAIBackend(args.base_url, args.model, api_key_env=args.api_key_env, concurrency=args.concurrency,
+                                    max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                    max_retries=args.max_retries)  # fmt: skip
+        except ValueError as e:
+            raise UserError(f"--base-url / --api-key-env: {e}") from None
+        return lambda: backend
+
+    def make():
+        try:
+            if args.backend == "vllm":
+                from r1reward_verl.eval.backends import VLLMBackend
+
+                return VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                   seed=args.seed, tensor_parallel_size=args.tensor_parallel_size)  # fmt: skip
+            from r1reward_verl.eval.backends import TransformersBackend
+
+            return TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                       seed=args.seed, share_prefix=not args.no_share_prefix, batch_size=args.batch_size)  # fmt: skip
+        except OSError as e:  # transformers: no such model directory or name
+            raise UserError(f"--model {args.model}: cannot load it: {str(e).splitlines()[0]}") from None
+
+    return make
+
+
+def _parser() -> ArgumentParser:
+    ap = ArgumentParser(prog="python -m r1reward_verl.eval", description=__doc__,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="generate with a model and score")
@@ -54,40 +113,48 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backend", choices=["vllm", "transformers", "openai"], default="vllm")
     run.add_argument("--base-url", help="openai backend: e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the API key")
-    run.add_argument("--concurrency", type=int, default=16, help="openai backend: requests in flight")
-    run.add_argument("--k", type=int, default=0, help="samples per prompt (one request with n=k); 0: greedy only")
-    run.add_argument("--ks", help="k values to report, e.g. 1,3,5,7 (default every k up to --k)")
+    run.add_argument("--concurrency", type=positive_int, default=16, help="openai backend: requests in flight")
+    run.add_argument("--max-retries", type=_count, default=3, help="openai backend: retries of a failed request")
+    run.add_argument("--report-failed", action="store_true",
+                     help="pairs whose requests failed: score the others and count these apart (exit code 1 still)")
+    run.add_argument("--k", type=_count, default=0, help="samples per prompt (one request with n=k); 0: greedy only")
+    run.add_argument("--ks", type=_ks, help="k values to report, e.g. 1,3,5,7 (default every k up to --k)")
     run.add_argument("--no-greedy", action="store_true")
     run.add_argument("--swap", action="store_true", help="also ask every pair in the other order")
     run.add_argument("--temperature", type=float, default=1.0)
-    run.add_argument("--max-new-tokens", type=int, default=1024)
-    run.add_argument("--max-frames", type=int, default=32, help="frames per video (evenly spaced)")
-    run.add_argument("--limit", type=int, help="first N pairs of each benchmark (smoke runs)")
+    run.add_argument("--max-new-tokens", type=positive_int, default=1024)
+    run.add_argument("--max-frames", type=positive_int, default=32, help="frames per video (evenly spaced)")
+    run.add_argument("--limit", type=positive_int, help="first N pairs of each benchmark (smoke runs)")
     run.add_argument("--skip-invalid", action="store_true", help="skip bad pairs (counted by reason) instead of stopping")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--tensor-parallel-size", type=int, default=1)
+    run.add_argument("--tensor-parallel-size", type=positive_int, default=1)
     run.add_argument("--no-share-prefix", action="store_true", help="transformers: n separate requests (for comparison)")
-    run.add_argument("--batch-size", type=int, default=1,
+    run.add_argument("--batch-size", type=positive_int, default=1,
                      help="transformers: prompts per generate call, left-padded (greedy outputs as with 1; ~4x faster on CPU at 16)")
-    run.add_argument("--chunk-pairs", type=int, default=256, help="pairs per backend call; each finished chunk is saved")
+    run.add_argument("--chunk-pairs", type=positive_int, default=256, help="pairs per backend call; each finished chunk is saved")
     run.add_argument("--no-resume", action="store_true", help="start over even if --out holds finished chunks of this run")
     run.add_argument("--no-progress", action="store_true")
 
     sc = sub.add_parser("score", help="recompute metrics.json, table.md, plots from a per-item JSONL")
     sc.add_argument("--items", required=True)
     sc.add_argument("--out", required=True)
-    sc.add_argument("--ks")
+    sc.add_argument("--ks", type=_ks)
     sc.add_argument("--model-name", default="model")
 
     ins = sub.add_parser("inspect", help="what the loaders read: counts per category, groups, rejects")
     ins.add_argument("--bench", action="append", required=True)
     ins.add_argument("--skip-invalid", action="store_true")
+    return ap
 
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
     args = ap.parse_args(argv)
     if args.cmd == "score":
         from r1reward_verl.eval.runner import read_items, score
 
-        doc = score(read_items(args.items), args.out, ks=_ks(args.ks), model_name=args.model_name)
+        doc = score(read_items(args.items), args.out, ks=args.ks, model_name=args.model_name)
         print(json.dumps({b: {k: v for k, v in m.items() if not isinstance(v, dict)} for b, m in doc.items()}, indent=1))
         return 0
     if args.cmd == "inspect":
@@ -99,33 +166,36 @@ def main(argv: list[str] | None = None) -> int:
                               "groups": len({p.group for p in loaded.pairs}), "groups_by_category": groups}))  # fmt: skip
         return 0
 
-    from r1reward_verl.eval.runner import evaluate
+    from r1reward_verl.eval.runner import FailedPairs, evaluate
 
-    if args.backend == "vllm":
-        from r1reward_verl.eval.backends import VLLMBackend
-
-        backend = VLLMBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                              seed=args.seed, tensor_parallel_size=args.tensor_parallel_size)  # fmt: skip
-    elif args.backend == "openai":
-        from r1reward_verl.eval.backends import OpenAIBackend
-
-        if not args.base_url:
-            raise SystemExit("--backend openai needs --base-url")
-        backend = OpenAIBackend(args.base_url, args.model, api_key_env=args.api_key_env, concurrency=args.concurrency,
-                                max_new_tokens=args.max_new_tokens, temperature=args.temperature)  # fmt: skip
-    else:
-        from r1reward_verl.eval.backends import TransformersBackend
-
-        backend = TransformersBackend(args.model, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                      seed=args.seed, share_prefix=not args.no_share_prefix, batch_size=args.batch_size)  # fmt: skip
-    doc = evaluate(_pairs(args.bench, "bench"), backend, args.out, k=args.k, ks=_ks(args.ks), greedy=not args.no_greedy,
-                   swap=args.swap, seed=args.seed, media_roots=_pairs(args.media_root, "media-root"), limit=args.limit,
-                   skip_invalid=args.skip_invalid, max_frames=args.max_frames, model_name=args.model,
-                   progress=not args.no_progress, chunk_pairs=args.chunk_pairs, resume=not args.no_resume)  # fmt: skip
-    print((open(f"{args.out}/table.md").read()))
-    failed = getattr(backend, "failed_requests", 0)
+    if args.no_greedy and not args.k:
+        ap.error("--no-greedy wants --k >= 1 (samples), else there is nothing to ask")
+    if args.backend == "openai" and not args.base_url:
+        ap.error("--backend openai needs --base-url")
+    benches, roots = _pairs(args.bench, "bench"), _pairs(args.media_root, "media-root")
+    for bench, root in roots.items():
+        if bench not in benches:
+            raise UserError(f"--media-root {bench}={root}: no --bench {bench} given")
+        if not Path(root).is_dir():
+            raise UserError(f"--media-root {bench}={root}: not a directory")
+    try:
+        doc = evaluate(benches, _backend(args), args.out, k=args.k, ks=args.ks, greedy=not args.no_greedy,
+                       swap=args.swap, seed=args.seed, media_roots=roots, limit=args.limit,
+                       skip_invalid=args.skip_invalid, max_frames=args.max_frames, model_name=args.model,
+                       progress=not args.no_progress, chunk_pairs=args.chunk_pairs, resume=not args.no_resume,
+                       report_failed=args.report_failed)  # fmt: skip
+    except FailedPairs as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED_REQUESTS
+    print(open(f"{args.out}/table.md").read())
+    run = doc["_run"]
     print(f"outputs in {args.out}: items.jsonl metrics.json table.md accuracy_vs_k*.png; "
-          f"{doc['_run']['prompt_tokens_processed']} prompt tokens processed; {failed} failed requests")  # fmt: skip
+          f"{run['prompt_tokens_processed']} prompt tokens processed; {run['failed_requests']} failed requests")  # fmt: skip
+    if run["failed_pairs"]:
+        print(f"error: {run['failed_pairs']} pairs got no answer (their requests failed after the retries): not "
+              "scored, counted as 'failed' in metrics.json and table.md; rerun the same command to ask for them again",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED_REQUESTS
     return 0
 
 
