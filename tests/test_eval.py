@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from r1reward_verl.eval.loaders import detect_benchmark, load_benchmark, sample_frames
+from r1reward_verl.eval.loaders import detect_benchmark, item_key, load_benchmark, sample_frames
 from r1reward_verl.eval.metrics import compute_metrics, majority_vote
 from tests.servers import running_server
 
@@ -182,25 +182,97 @@ def _valid_png(path: Path) -> bool:
     return True
 
 
-def test_end_to_end_with_the_tiny_model_on_every_format(tiny_model_dir, tmp_path):
+# the weight-built judge of tests/pairwise_judges.py: shown two one-word responses it prefers the higher-scored
+# word, wherever it stands; the fixture's responses become these words, so the right answer of every pair in
+# either order is known in advance, and sometimes the human-preferred response is the judge's loser
+SCORES = {"dog": 0.2, "chart": 0.1, "red": -0.1, "cat": -0.2}
+PAIRS = {  # (benchmark, id) in file order -> (preferred, other)
+    ("vl_rewardbench", "mmmu_pro_1"): ("dog", "cat"), ("vl_rewardbench", "vlfeedback_9"): ("red", "chart"),
+    ("multimodal_rewardbench", "math_001"): ("chart", "cat"), ("multimodal_rewardbench", "code_002"): ("cat", "dog"),
+    ("multimodal_rewardbench", "pairs_003"): ("dog", "red"), ("multimodal_rewardbench", "vqa_004"): ("red", "cat"),
+    ("multimodal_rewardbench", "cor_005"): ("red", "dog"),
+    ("mm_rlhf_rewardbench", "g1"): [("dog", "cat"), ("dog", "red")], ("mm_rlhf_rewardbench", "g2"): ("cat", "chart"),
+    ("mm_rlhf_rewardbench", "g3"): [("chart", "red"), ("chart", "cat")],
+}  # fmt: skip
+
+
+def _scored_fixture(directory: Path) -> dict[str, Path]:
+    """write_fixture_files, each pair's responses replaced by the words of PAIRS (labels and media unchanged)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from r1reward_verl.eval.fixtures import write_fixture_files
 
-    files = write_fixture_files(tmp_path / "fx")
+    files = write_fixture_files(directory)
+    words = {k: list(v) if isinstance(v, list) else [v] for k, v in PAIRS.items()}
+    rows = pq.read_table(files["vl_rewardbench_parquet"]).to_pylist()
+    for r in rows:
+        good, bad = words[("vl_rewardbench", r["id"])].pop(0)
+        r["response"] = [good, bad] if r["human_ranking"] == [0, 1] else [bad, good]
+    pq.write_table(pa.Table.from_pylist(rows), files["vl_rewardbench_parquet"])
+    rows = json.loads(files["multimodal_rewardbench"].read_text())
+    for r in rows:
+        good, bad = words[("multimodal_rewardbench", r["ID"])].pop(0)
+        r["Output1"], r["Output2"] = (good, bad) if r["Better"] == "Output1" else (bad, good)
+    files["multimodal_rewardbench"].write_text(json.dumps(rows))
+    rows = [json.loads(x) for x in files["mm_rlhf_rewardbench"].read_text().splitlines()]
+    for r in rows:
+        r["chosen"], r["rejected"] = words[("mm_rlhf_rewardbench", r["id"])].pop(0)
+    files["mm_rlhf_rewardbench"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return files
+
+
+def test_end_to_end_with_the_tiny_model_on_every_format(tmp_path):
+    """The CLI with the transformers backend on every published format, the model a judge made of weights that
+    prefers the higher-scored word: every output, in each order, and every number of metrics.json are known
+    from the fixture alone. A dropped or reordered row, an output given to the other order, a label not flipped
+    for the swapped order, tags lost in decoding or a metric that is not what the items say fail."""
+    from tests.pairwise_judges import build_scoring_judge_model
+
+    files = _scored_fixture(tmp_path / "fx")
+    judge = build_scoring_judge_model(tmp_path / "judge", SCORES)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "r1reward_verl.eval", "run", "--model", tiny_model_dir, "--backend", "transformers",
-           "--k", "3", "--swap", "--max-new-tokens", "8", "--max-frames", "4", "--no-progress", "--out", str(out),
+    cmd = [sys.executable, "-m", "r1reward_verl.eval", "run", "--model", str(judge), "--backend", "transformers",
+           "--k", "3", "--swap", "--max-new-tokens", "12", "--max-frames", "4", "--no-progress", "--out", str(out),
            "--bench", f"vl_rewardbench={files['vl_rewardbench_parquet']}",
            "--bench", f"multimodal_rewardbench={files['multimodal_rewardbench']}",
            "--bench", str(files["mm_rlhf_rewardbench"])]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     items = [json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()]
-    assert Counter(r["benchmark"] for r in items) == {"vl_rewardbench": 2, "multimodal_rewardbench": 5, "mm_rlhf_rewardbench": 5}
-    for r in items:
-        assert len(r["preds"]) == 4 and len(r["outputs"]) == 4 and r["greedy"] is True  # greedy + 3 samples
-        assert all(p in (1, 2, None) for p in r["preds"]) and r["swapped"]["label"] == 3 - r["label"]
+    # every row of every file, in file order
+    rows = [(k, w) for k, v in PAIRS.items() for w in (v if isinstance(v, list) else [v])]
+    assert [(r["benchmark"], r["id"]) for r in items] == [k for k, _ in rows]
+    right = {}  # does the judge pick the human-preferred response (in both orders: it ignores the order)
+    for r, ((bench, _), (good, bad)) in zip(items, rows):
+        if bench == "mm_rlhf_rewardbench":  # g1 and g3 have two rows each: this is the row of these words
+            assert r["key"] == item_key(r["id"], {"g1": "Pick A or B.", "g2": "Explain.", "g3": "What happens?"}[r["id"]], good, bad)
+        right[r["key"]] = SCORES[good] > SCORES[bad]
+        assert r["greedy"] is True and r["swapped"]["label"] == 3 - r["label"]
+        for side in (r, r["swapped"]):  # greedy + 3 samples in each order: the judge's pick, where it was shown
+            pick = side["label"] if right[r["key"]] else 3 - side["label"]
+            assert side["outputs"] == [f"<think>o</think><answer>{pick}</answer>"] * 4 and side["preds"] == [pick] * 4
+    assert {r["label"] for r in items} == {1, 2}  # the seeded order puts either response first
     assert [r["video_frames"] for r in items if r["category"] == "video"] == [4, 4]  # frames reached the model
     metrics = json.loads((out / "metrics.json").read_text())
+
+    def acc(recs):  # % of pairs the judge gets right
+        return pytest.approx(100 * sum(right[r["key"]] for r in recs) / len(recs), abs=1e-3)
+
+    headline = {"vl_rewardbench": "overall_acc", "multimodal_rewardbench": "overall", "mm_rlhf_rewardbench": "acc"}
+    for bench, key in headline.items():
+        recs, m = [r for r in items if r["benchmark"] == bench], metrics[bench]
+        assert m["n"] == len(recs) and m["failed"] == 0 and m["unparsable"] == 0 and 0 < m[key] < 100
+        assert m[key] == acc(recs)
+        for cat in {r["category"] for r in recs}:
+            assert m[cat] == acc([r for r in recs if r["category"] == cat])
+        for k in ("1", "2", "3"):
+            assert m["voting"][k][key] == m["any"][k][key] == acc(recs)
+        swap = m["position_swap"]  # the judge picks the same response in both orders
+        assert swap["swapped"][key] == swap["debiased"][key] == acc(recs) and swap["agreement"] == 100.0
+    assert metrics["mm_rlhf_rewardbench"]["acc_plus"] == pytest.approx(200 / 3, abs=1e-3)  # g1, g3 right; g2 wrong
+    vl = metrics["vl_rewardbench"]
+    assert (vl["reasoning"], vl["general"], vl["macro_acc"]) == (100.0, 0.0, 50.0)  # mmmu right, vlfeedback wrong
     assert set(metrics["vl_rewardbench"]) >= {"overall_acc", "macro_acc", "voting", "any", "position_swap"}
     assert set(metrics["mm_rlhf_rewardbench"]) >= {"acc", "acc_plus", "mcq", "video"}
     assert set(metrics["multimodal_rewardbench"]) >= {"overall", "math", "coding", "bias", "vqa", "correctness"}
@@ -218,65 +290,6 @@ def test_end_to_end_with_the_tiny_model_on_every_format(tiny_model_dir, tmp_path
     rescored = json.loads((tmp_path / "rescored" / "metrics.json").read_text())
     assert json.dumps({k: v for k, v in metrics.items() if k != "_run"}, sort_keys=True) == json.dumps(rescored, sort_keys=True)
     assert all(_valid_png(p) for p in (tmp_path / "rescored").glob("*.png"))
-
-
-def test_shared_prefix_sampling_matches_plain_generate(tiny_model_dir):
-    """One prefill for n samples gives the same next-token scores as running each sequence whole."""
-    import torch
-
-    from r1reward_verl.eval.backends import TransformersBackend
-    from r1reward_verl.eval.fixtures import _png
-    from r1reward_verl.eval.loaders import EvalPair
-    from r1reward_verl.eval.runner import build_request
-
-    be = TransformersBackend(tiny_model_dir, max_new_tokens=5)
-    pair = EvalPair("vl_rewardbench", "a", "k", "general", "a", "What?", "Yes.", "No.", [_png("x")])
-    enc = be.encode(build_request(pair, True, greedy=True, n=3))
-    with torch.no_grad():
-        ref = be.model.generate(**enc, do_sample=False, max_new_tokens=5, output_scores=True, return_dict_in_generate=True)
-        shared = be.sample_shared(enc, 3, do_sample=False, output_scores=True, return_dict_in_generate=True)
-    length = enc["input_ids"].shape[1]
-    assert torch.equal(shared.sequences[:, length:], ref.sequences[:, length:].expand(3, -1))
-    for a, b in zip(ref.scores, shared.scores):
-        torch.testing.assert_close(b, a.expand_as(b), rtol=1e-4, atol=1e-4)
-
-
-def test_batched_generation_matches_one_prompt_at_a_time(tiny_model_dir):
-    """``batch_size`` > 1 left-pads prompts of different lengths into one batch: the same greedy outputs as one
-    prompt at a time, k samples per request, the prompt tokens counted per sequence; a chunk that mixes
-    request kinds goes one by one."""
-    import torch
-
-    from r1reward_verl.eval.backends import TransformersBackend
-    from r1reward_verl.eval.fixtures import _png
-    from r1reward_verl.eval.loaders import EvalPair
-    from r1reward_verl.eval.runner import build_request
-
-    pairs = [EvalPair("vl_rewardbench", str(i), "k", "general", "a", "What colour? " * (1 + 3 * i), "Red." * (i + 1),
-                      "Blue, not red.", [_png(str(i))]) for i in range(5)]  # fmt: skip
-    requests = [build_request(p, i % 2 == 0, greedy=True, n=2) for i, p in enumerate(pairs)]
-    one = TransformersBackend(tiny_model_dir, max_new_tokens=6, min_new_tokens=6).run(requests, progress=False)
-    batched_be = TransformersBackend(tiny_model_dir, max_new_tokens=6, min_new_tokens=6, batch_size=3)
-    batched = batched_be.run(requests, progress=False)
-    assert len({len(batched_be.encode(r)["input_ids"][0]) for r in requests}) == 5  # padding really happens
-    assert [r.greedy for r in batched] == [r.greedy for r in one]
-    # the random model writes the same greedy text for every prompt, so compare what it computes: every
-    # generated position's scores of the padded batch against the prompt run alone
-    with torch.no_grad():
-        kw = dict(do_sample=False, max_new_tokens=4, output_scores=True, return_dict_in_generate=True)
-        whole = batched_be.model.generate(**batched_be.encode_batch(requests), **kw)
-        for j, req in enumerate(requests):
-            alone = batched_be.model.generate(**batched_be.encode(req), **kw)
-            for a, b in zip(alone.scores, whole.scores):
-                torch.testing.assert_close(b[j], a[0], rtol=1e-4, atol=1e-4)
-    assert all(len(r.samples) == 2 and all(isinstance(x, str) for x in r.samples) for r in batched)
-    for req, res in zip(requests, batched):
-        assert res.prompt_tokens == 3 * batched_be.encode(req)["input_ids"].shape[1]  # greedy + 2 samples
-    mixed = [requests[0], build_request(pairs[1], False, greedy=True, n=0), requests[2]]
-    out = batched_be.run(mixed, progress=False)
-    assert [r.greedy for r in out] == [one[0].greedy, one[1].greedy, one[2].greedy] and out[1].samples == []
-    with pytest.raises(ValueError, match="batch_size"):
-        TransformersBackend(tiny_model_dir, batch_size=0)
 
 
 def test_openai_backend_against_a_position_biased_judge(tmp_path):
