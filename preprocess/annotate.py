@@ -43,6 +43,7 @@ from preprocess.records import BadRow, InvalidInput, Pair, base_dir_of, check_in
 from r1reward_verl.cli import ArgumentParser, cli_main, positive_int
 from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, image_url_part
 from r1reward_verl.prompt import build_table1_prompt
+from r1reward_verl.resume import read_resumable
 from r1reward_verl.reward.parse import parse_output
 
 
@@ -62,29 +63,9 @@ def _record_id(line: bytes) -> Optional[str]:
 
 
 def load_done(out: Path) -> set[str]:
-    """Ids already annotated. Blank lines are skipped; a last line without its newline (a crash while
-    writing) is cut off if it is not a whole record (it is redone) and given its newline if it is. Any
-    other line that is not a record raises InvalidInput naming ``FILE:LINE``, the file untouched."""
-    done: set[str] = set()
-    if not out.exists():
-        return done
-    with open(out, "rb+") as f:
-        start, lineno = 0, 0
-        for lineno, line in enumerate(iter(f.readline, b""), 1):
-            rid = _record_id(line) if line.strip() else ""
-            if rid is None and line.endswith(b"\n"):
-                raise InvalidInput(f"{out}:{lineno}: not an annotation record (a JSON object with an id); the file "
-                                   "is left as it is: fix or delete that line, then rerun")  # fmt: skip
-            if rid:
-                done.add(rid)
-            if not line.endswith(b"\n"):  # the last line, torn or not
-                if rid:
-                    f.seek(0, os.SEEK_END)
-                    f.write(b"\n")
-                else:
-                    f.truncate(start)
-            start += len(line)
-    return done
+    """Ids already annotated, read by :func:`r1reward_verl.resume.read_resumable` (a torn last line is redone, a
+    bad line elsewhere stops the run naming ``FILE:LINE``, the file untouched)."""
+    return set(read_resumable(out, _record_id, "an annotation record (a JSON object with an id)"))
 
 
 async def annotate_pair(p: Pair, url: str, model: Optional[str], api_key: Optional[str], max_attempts: int,

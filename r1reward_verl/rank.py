@@ -42,6 +42,7 @@ from typing import Any, Callable, Optional
 
 from r1reward_verl.cli import ArgumentParser, UserError, cli_main, positive_int
 from r1reward_verl.pairwise import MODES, BackendJudge, JudgeFailed, JudgeStats, OpenAIJudge, rank_group
+from r1reward_verl.resume import read_resumable
 
 # what rank adds to a row: taken off an input row first, so no stale ranking of an earlier run passes for this one
 OUTPUT_KEYS = ("ranking", "scores", "rounds_reached", "judge_calls", "judge", "failed", "error")
@@ -204,35 +205,14 @@ def _tmp_path(out: Path) -> Path:
 
 
 def load_done(out: Path) -> set[str]:
-    """Ids ranked already (failed rows are not done). Blank lines are skipped; a last line without its newline (a
-    crash while writing it) is cut if it is not a whole row (it is redone) and given its newline if it is. Any other
-    line that is not an output row raises a UserError naming ``OUT:LINE``, the file untouched."""
-    done: set[str] = set()
-    if not out.exists():
-        return done
-    try:
-        data = out.read_bytes()
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot read it to resume: {e.strerror}") from None
-    lines = data.splitlines(keepends=True)
-    start = 0
-    for lineno, line in enumerate(lines, 1):
-        whole = line.endswith(b"\n")
-        rid, ranked = _output_id(line) if line.strip() else ("", False)
-        if rid is None and whole:
-            raise UserError(f"{out}:{lineno}: not an output row of rank (a JSON object with an id and a ranking, or "
-                            "\"failed\": true); the file is left as it is: fix or delete that line, then rerun")  # fmt: skip
-        if ranked:
-            done.add(rid)
-        if not whole:  # the last line
-            with open(out, "rb+") as f:
-                if rid:
-                    f.seek(0, os.SEEK_END)
-                    f.write(b"\n")
-                else:
-                    f.truncate(start)
-        start += len(line)
-    return done
+    """Ids ranked already (failed rows are not done), read by :func:`r1reward_verl.resume.read_resumable` (a torn
+    last line is redone, a bad line elsewhere stops the run naming ``OUT:LINE``, the file untouched)."""
+    def parse(line: bytes) -> Optional[tuple[str, bool]]:
+        rid, ranked = _output_id(line)
+        return None if rid is None else (rid, ranked)
+
+    rows = read_resumable(out, parse, 'an output row of rank (a JSON object with an id and a ranking, or "failed": true)')
+    return {rid for rid, ranked in rows if ranked}
 
 
 def finish_output(out: Path, input_ids: list[str]) -> None:
