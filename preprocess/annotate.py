@@ -28,7 +28,6 @@ pair format plus ``attempts``, ``reasoning``, ``annotator`` and ``swapped``, rea
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
@@ -40,7 +39,7 @@ from typing import Optional
 
 from preprocess.pairs import Balancer, swap
 from preprocess.records import BadRow, InvalidInput, Pair, base_dir_of, check_inputs, iter_raw_rows, normalize_pair
-from r1reward_verl.cli import ArgumentParser, cli_main, positive_int
+from r1reward_verl.cli import ArgumentParser, cli_main, non_negative_int, positive_int
 from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, image_url_part
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.resume import read_resumable
@@ -181,16 +180,6 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
     rejected = sum(v for k, v in counts.items() if k.startswith("rejected_"))
     summary["accounted"] = counts["read"] == counts["done_before"] + counts["annotated"] + counts["request_failed"] + rejected
     return summary
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"wants an integer >= 0, got {text!r}")
-    return value
 
 
 @cli_main

@@ -71,7 +71,7 @@ from preprocess.records import (
     normalize_pair,
     normalize_r1reward_rl,
 )
-from r1reward_verl.cli import ArgumentParser, cli_main, positive_int
+from r1reward_verl.cli import ArgumentParser, cli_main, int_at_least, positive_int
 from r1reward_verl.prompt import build_table1_prompt
 
 ABILITY = "reward_modeling"
@@ -370,16 +370,7 @@ def fraction(text: str) -> float:
 MIN_PIXELS = 28 * 28  # one Qwen2.5-VL image token (a 28x28 patch): the smallest image it can read
 
 
-def max_pixels_type(text: str) -> int:
-    """argparse ``type=`` for --max-pixels: an integer >= 784 (records.set_max_pixels refuses less)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants an integer >= {MIN_PIXELS}, got {text!r}") from None
-    if value < MIN_PIXELS:
-        raise argparse.ArgumentTypeError(f"wants an integer >= {MIN_PIXELS} (one 28x28 image token of Qwen2.5-VL), "
-                                         f"got {value}")  # fmt: skip
-    return value
+max_pixels_type = int_at_least(MIN_PIXELS, "one 28x28 image token of Qwen2.5-VL")  # records.set_max_pixels refuses less
 
 
 @cli_main

@@ -26,15 +26,24 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type=`` for an integer >= 1 (``--limit 0`` is refused, not read as "everything")."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wants an integer >= 1, got {value}")
-    return value
+def int_at_least(low: int, why: str = "") -> Callable[[str], int]:
+    """argparse ``type=`` for an integer >= ``low`` (``why``: said in brackets when one is refused)."""
+    wants = f"wants an integer >= {low}" + (f" ({why})" if why else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{wants}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{wants}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)  # ``--limit 0`` is refused, not read as "everything"
+non_negative_int = int_at_least(0)
 
 
 def cli_main(main: Callable[..., Optional[int]]) -> Callable[..., int]:

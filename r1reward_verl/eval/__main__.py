@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from r1reward_verl.cli import ArgumentParser, UserError, cli_main, positive_int
+from r1reward_verl.cli import ArgumentParser, UserError, cli_main, non_negative_int, positive_int
 from r1reward_verl.eval.loaders import BENCHMARKS, detect_benchmark, load_benchmark
 
 EXIT_FAILED_REQUESTS = 1
@@ -57,17 +57,6 @@ def _ks(text: str) -> list[int]:
     if any(k < 1 for k in ks):
         raise argparse.ArgumentTypeError(f"wants integers >= 1 separated by commas, got {text!r}")
     return ks
-
-
-def _count(text: str) -> int:
-    """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"wants an integer >= 0, got {value}")
-    return value
 
 
 def _backend(args):
@@ -114,10 +103,10 @@ def _parser() -> ArgumentParser:
     run.add_argument("--base-url", help="openai backend: e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the API key")
     run.add_argument("--concurrency", type=positive_int, default=16, help="openai backend: requests in flight")
-    run.add_argument("--max-retries", type=_count, default=3, help="openai backend: retries of a failed request")
+    run.add_argument("--max-retries", type=non_negative_int, default=3, help="openai backend: retries of a failed request")
     run.add_argument("--report-failed", action="store_true",
                      help="pairs whose requests failed: score the others and count these apart (exit code 1 still)")
-    run.add_argument("--k", type=_count, default=0, help="samples per prompt (one request with n=k); 0: greedy only")
+    run.add_argument("--k", type=non_negative_int, default=0, help="samples per prompt (one request with n=k); 0: greedy only")
     run.add_argument("--ks", type=_ks, help="k values to report, e.g. 1,3,5,7 (default every k up to --k)")
     run.add_argument("--no-greedy", action="store_true")
     run.add_argument("--swap", action="store_true", help="also ask every pair in the other order")
