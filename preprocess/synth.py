@@ -120,12 +120,13 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def reasoning_text(colour: str, shape: str, said_1: str, said_2: str) -> str:
+def reasoning_text(colour: str, shape: str, said_1: str, said_2: str, copied: Optional[int] = None) -> str:
     """The templated cold-start reasoning: what the image shows, each response's colour with its number, the
     image's colour with the number of the response that says it, the conclusion. Every word is one token
     of the task tokenizer; the number after the second mention of the colour is a copy of the number after
-    its first mention (what a small transformer learns readily), not a comparison of two colours."""
-    better = 1 if said_1 == colour else 2
+    its first mention (what a small transformer learns readily), not a comparison of two colours.
+    ``copied``: the number written there instead (the other one: the copy step gone wrong)."""
+    better = copied or (1 if said_1 == colour else 2)
     return (f"The image shows {_article(colour)} {colour} {shape}. The responses: {said_1} 1, {said_2} 2. "
             f"The image shows {colour} {better}. So Response {better} is better.")  # fmt: skip
 

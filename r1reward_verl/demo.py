@@ -258,8 +258,9 @@ def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "synth") -> di
 # ----------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int) -> dict:
-    """Held-out accuracy of ``model`` with the real evaluator: greedy (+ voting@k), both orders."""
+def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int, margin: bool = True) -> dict:
+    """Held-out accuracy of ``model`` with the real evaluator: greedy (+ voting@k), both orders; ``margin``: and
+    its :func:`copy_margin` on the hard pairs."""
     from preprocess.synth import accuracy_by_difficulty, read_meta, reasoning_steps
     from r1reward_verl.eval.backends import TransformersBackend
     from r1reward_verl.eval.metrics import pct, vote_right
@@ -289,7 +290,37 @@ def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int) -> d
     if plan.eval_k:  # majority of k samples (a tie or no parsed sample is wrong), paper §5.2
         right = vote_right(plan.eval_k)
         res[f"voting@{plan.eval_k}"] = pct(sum(right(r) for r in records), len(records))
+    if margin:
+        res["copy_margin_hard"] = copy_margin(backend, heldout, "hard")
     return res
+
+
+def copy_margin(backend, heldout: Path, difficulty: str = "hard") -> dict:
+    """The step the cold start leaves wrong, as a number that moves with every update: over the held-out pairs of
+    ``difficulty`` in both orders, log pi(the templated right output) - log pi(the same reasoning copying the other
+    response's number, and answering it), teacher-forced. ``mean`` (nats) and ``positive`` (% of pair-orders
+    where the right output is the likelier): what RL on the result reward must raise, and a flipped loss lowers."""
+    from preprocess.synth import read_meta, reasoning_text
+    from r1reward_verl.eval.loaders import load_benchmark
+    from r1reward_verl.eval.metrics import pct
+    from r1reward_verl.eval.runner import build_request
+    from r1reward_verl.eval.scoring import completion_logprobs
+
+    meta = read_meta(heldout / "pairs.jsonl")
+    pairs = load_benchmark("vl_rewardbench", heldout / "vl_rewardbench.jsonl", media_root=heldout).pairs
+    margins = []
+    for pair in pairs:
+        m = meta[str(pair.id)]
+        if m["difficulty"] != difficulty:
+            continue
+        for first in (True, False):
+            said, right = ((m["colour"], m["wrong"]), 1) if first else ((m["wrong"], m["colour"]), 2)
+            good = f"<think>{reasoning_text(m['colour'], m['shape'], *said)}</think><answer>{right}</answer>"
+            bad = f"<think>{reasoning_text(m['colour'], m['shape'], *said, copied=3 - right)}</think><answer>{3 - right}</answer>"
+            lp_good, lp_bad = completion_logprobs(backend, build_request(pair, first, greedy=True, n=1), [good, bad])
+            margins.append(lp_good - lp_bad)
+    return {"mean": round(sum(margins) / len(margins), 3), "positive": round(pct(sum(d > 0 for d in margins), len(margins)), 1),
+            "n": len(margins)}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- reporting
@@ -326,6 +357,12 @@ def write_report(wd: Path, summary: dict) -> None:
         vote = f" {e.get('voting@' + str(summary['plan']['eval_k']), '–')} |" if summary["plan"]["eval_k"] else ""
         rows.append(f"| {s} | {e['accuracy']} | {e['accuracy_easy']} | {e['accuracy_hard']} | {e['accuracy_both_orders']} |"
                     f"{vote} {e['format_rate']} |")  # fmt: skip
+    margins = [f"{s} {ev[s]['copy_margin_hard']['mean']:+.2f} ({ev[s]['copy_margin_hard']['positive']} %)"
+               for s in stages if "copy_margin_hard" in ev[s]]
+    if margins:
+        rows += ["", "Copy margin on the hard pairs, both orders (log pi(right output) - log pi(the same reasoning copying "
+                 "the other number), nats; in brackets the % of pair-orders where the right one is likelier): "
+                 + ", ".join(margins) + "."]  # fmt: skip
     rows += ["", "Reasoning steps (% of the parsed greedy outputs, both orders; easy / hard): sees the image's colour, "
              "reads both responses' colours, copies the number of the response whose colour it saw.", "",
              "| checkpoint | parsed | sees | reads | copies |", "|---|---|---|---|---|"]  # fmt: skip
@@ -425,7 +462,7 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
                  f"held-out {ho['by_difficulty']}")  # fmt: skip
     stage("base", "tiny Qwen2.5-VL (head_dim 32, task tokenizer) and its held-out evaluation")
     base = build_base(wd, seed)
-    summary["eval"]["base"] = evaluate_model(wd, "base", base, replace(plan, eval_k=0), seed)  # random: greedy is enough
+    summary["eval"]["base"] = evaluate_model(wd, "base", base, replace(plan, eval_k=0), seed, margin=False)  # random: greedy is enough
     done("base", f"accuracy {summary['eval']['base']['accuracy']} %, format {summary['eval']['base']['format_rate']} %")
 
     stage("sft", f"cold start: verl's SFT trainer, {plan.sft_steps} steps x {plan.sft_batch} (log: logs/policy.log)")
@@ -462,6 +499,7 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
     summary["accuracy"] = {s: ev[s]["accuracy"] for s in ("base", "sft", "rl", "control") if s in ev}
     summary["accuracy_hard"] = {s: ev[s]["accuracy_hard"] for s in ("sft", "rl", "control") if s in ev}
     summary["format_rate"] = {s: ev[s]["format_rate"] for s in ("base", "sft", "rl", "control") if s in ev}
+    summary["copy_margin_hard"] = {s: ev[s]["copy_margin_hard"]["mean"] for s in ("sft", "rl", "control") if s in ev}
     write_report(wd, summary)
     done("report")
 
