@@ -9,7 +9,7 @@ import pytest
 from r1reward_verl.reward.metrics import reward_step_metrics
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages, parse_verdict
 from reward_fns.r1_reward import compute_score
-from tests.servers import closed_port, running_server
+from tests.servers import closed_port, held_referee, running_server
 
 FAST = {"referee_backoff": 0.01, "referee_timeout": 5.0}
 
@@ -102,14 +102,19 @@ def test_prompt_frames_reasoning_as_data_with_fresh_nonce():
 
 
 @pytest.mark.parametrize(
-    "server_args, error, attempts",
-    [(("--behaviour", "fail500"), "http_5xx", 3), (("--behaviour", "garbage"), "bad_body", 3),
-     (("--behaviour", "slow", "--slow-seconds", "5"), "timeout", 3)],
-)  # fmt: skip
-def test_faults_are_retried_then_counted(server_args, error, attempts):
+    "behaviour, error, attempts", [("fail500", "http_5xx", 3), ("garbage", "bad_body", 3), ("slow", "timeout", 3)]
+)
+def test_faults_are_retried_then_counted(behaviour, error, attempts):
+    """``slow``: a referee that holds every request and never answers, so each attempt's time-out must fire
+    (0.2 s here), however fast or slow the machine is."""
     text = "<think>Response 1 is better.</think><answer>1</answer>"
-    with running_server("scripted", *server_args) as addr:
-        out = _score(addr, text, referee_max_retries=2, referee_timeout=0.5)
+    if behaviour == "slow":
+        with held_referee() as srv:  # never released
+            out = _score(srv.addr, text, referee_max_retries=2, referee_timeout=0.2)
+        assert srv.stats["peak_in_flight"] <= attempts  # each attempt at most one request, none answered
+    else:
+        with running_server("scripted", "--behaviour", behaviour) as addr:
+            out = _score(addr, text, referee_max_retries=2, referee_timeout=5.0)
     assert out["referee_ok"] is False and out["referee_error"] == error and out["referee_attempts"] == attempts
     assert out["consistency"] == 0 and out["score"] == 1.5  # the step goes on with result + format
 
@@ -149,18 +154,28 @@ def test_flaky_server_recovers_within_retries():
 
 
 def test_concurrency_cap_and_api_key_from_env(monkeypatch):
+    """16 requests under a cap of 4 at a referee that holds each one until the test releases it: 4 reach it, then
+    exactly one more per answer, so it never holds more than 4 and holds 4 at first, whatever the machine's speed.
+    Then the API key named by ``referee_api_key_env`` reaches the referee's Authorization header, and no output."""
     monkeypatch.setenv("R1R_TEST_KEY", "sekrit")
-    with running_server("scripted", "--latency", "0.2") as addr:
-        settings = RefereeSettings(url=RefereeSettings.chat_url(addr), max_concurrency=4, api_key="sekrit")
+    with held_referee() as srv:
+        settings = RefereeSettings(url=RefereeSettings.chat_url(srv.addr), max_concurrency=4)
         msgs = build_referee_messages("Q", "Response 1 is better", 1)
 
         async def batch():
-            return await asyncio.gather(*[ask_referee(settings, msgs) for _ in range(16)])
+            tasks = [asyncio.ensure_future(ask_referee(settings, msgs)) for _ in range(16)]
+            for answered in range(16):  # 4 in flight first; each answer lets the next one in
+                want = min(16, 4 + answered)
+                await asyncio.to_thread(srv.wait_until, lambda st: st["requests"] >= want)
+                srv.release()
+            return await asyncio.gather(*tasks)
 
         results = asyncio.run(batch())
-        with urllib.request.urlopen(f"http://{addr}/stats") as r:
-            stats = json.loads(r.read())
-        out = _score(addr, "<think>Response 1 is better.</think><answer>1</answer>", referee_api_key_env="R1R_TEST_KEY")
-    assert all(r.ok for r in results)
-    assert stats["peak_in_flight"] <= 4 and stats["peak_in_flight"] >= 2
-    assert out["referee_ok"] is True and "sekrit" not in json.dumps(out)
+        stats = {k: v for k, v in srv.stats.items() if k != "authorization"}
+        srv.release()  # the next request, _score's, is answered when it comes
+        out = _score(srv.addr, "<think>Response 1 is better.</think><answer>1</answer>", referee_api_key_env="R1R_TEST_KEY")
+        auth = list(srv.stats["authorization"])
+    assert all(r.ok and r.verdict == "CONSISTENT" and r.attempts == 1 for r in results)
+    assert stats["requests"] == 16 and stats["peak_in_flight"] == 4, stats
+    assert auth == [None] * 16 + ["Bearer sekrit"]  # no key unless one is named; then the one from the environment
+    assert out["referee_ok"] is True and out["score"] == 2.0 and "sekrit" not in json.dumps(out)

@@ -16,7 +16,7 @@ from verl.utils import hf_tokenizer
 
 from r1reward_verl.prompt import build_table1_prompt
 from tests.conftest import compose
-from tests.servers import closed_port, running_server
+from tests.servers import closed_port, held_referee, running_server
 
 RESPONSES = {
     "consistent": "<think>Response 2 is vague, Response 1 is better.</think><answer>1</answer>",
@@ -110,23 +110,25 @@ def test_hosted_mode_with_live_tiny_qwen25vl_referee(tiny_model_dir):
 
 @pytest.mark.parametrize("behaviour", ["fail500", "garbage", "slow", "closed"])
 def test_referee_faults_never_fail_the_batch(tiny_model_dir, behaviour):
+    """``slow``: a referee that holds every request and never answers, so each attempt's time-out (0.2 s) must
+    fire, however fast or slow the machine is; ``closed``: nothing listens on the port."""
     items = _items(tiny_model_dir)
-    retries = "reward.custom_reward_function.reward_kwargs.referee_max_retries=1"
-    if behaviour == "slow":  # the scripted referee sleeps 30 s; our time-out is 0.5 s
-        retries = (retries, "reward.custom_reward_function.reward_kwargs.referee_timeout=0.5")
-    else:
-        retries = (retries,)
-    if behaviour == "closed":
-        url = f"http://127.0.0.1:{closed_port()}/v1"
+    kw = "reward.custom_reward_function.reward_kwargs."
+    retries = (f"{kw}referee_max_retries=1",) + ((f"{kw}referee_timeout=0.2",) if behaviour == "slow" else ())
+
+    def run(url):
         config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
-                         "referee=endpoint", f"reward.custom_reward_function.reward_kwargs.referee_base_url={url}")  # fmt: skip
-        outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
+                         "referee=endpoint", f"{kw}referee_base_url={url}")  # fmt: skip
+        return dict(zip(items, _run_worker(config, None, list(items.values()))))
+
+    if behaviour == "closed":
+        outs = run(f"http://127.0.0.1:{closed_port()}/v1")
+    elif behaviour == "slow":
+        with held_referee() as srv:  # never released
+            outs = run(f"http://{srv.addr}/v1")
     else:
         with running_server("scripted", "--behaviour", behaviour) as addr:
-            config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
-                             "referee=endpoint",
-                             f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1")  # fmt: skip
-            outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
+            outs = run(f"http://{addr}/v1")
     asked = [k for k, v in outs.items() if v["reward_extra_info"]["referee_asked"]]
     assert sorted(asked) == ["consistent", "inconsistent", "unformatted"]
     expected_error = {"fail500": "http_5xx", "garbage": "bad_body", "slow": "timeout", "closed": "connection"}[behaviour]
