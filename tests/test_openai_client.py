@@ -9,7 +9,7 @@ import urllib.request
 import warnings
 
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
-from tests.servers import running_server
+from tests.servers import held_referee, running_server
 from tests.test_annotate import rows
 from tests.test_preprocess import write_jsonl
 
@@ -19,21 +19,26 @@ def _stats(addr) -> dict:
         return json.loads(r.read())
 
 
-def test_referee_requests_share_one_session_per_event_loop():
+def test_referee_requests_share_one_session_per_event_loop(monkeypatch):
     """40 referee requests of one worker (one event loop): 20 one after another, then 20 at once under a
-    cap of 4. One session keeps its connections: 1 for the serial ones, at most the cap for the rest."""
-    with running_server("scripted", "--behaviour", "rule") as addr:
-        settings = RefereeSettings(url=RefereeSettings.chat_url(addr), max_concurrency=4)
+    cap of 4. One session keeps its connections: 1 for the serial ones, at most the cap for the rest.
+    Nothing here waits on the clock: the referee (a thread of this process) closes no idle connection, and the
+    client's idle time-out (KEEPALIVE_S, 4 s) is set beyond the test, so a pause of the machine drops none."""
+    from r1reward_verl import openai_client
+
+    monkeypatch.setattr(openai_client, "KEEPALIVE_S", 3600.0)
+    with held_referee(hold=False) as srv:
+        settings = RefereeSettings(url=RefereeSettings.chat_url(srv.addr), max_concurrency=4)
         msgs = build_referee_messages("Q", "Response 1 is better", 1)
 
         async def worker():
             serial = [await ask_referee(settings, msgs) for _ in range(20)]
-            after_serial = _stats(addr)["connections"]
+            after_serial = srv.stats["connections"]
             batch = await asyncio.gather(*[ask_referee(settings, msgs) for _ in range(20)])
             return serial + list(batch), after_serial
 
         results, after_serial = asyncio.run(worker())
-        stats = _stats(addr)
+        stats = dict(srv.stats)
     assert all(r.ok and r.verdict == "CONSISTENT" and r.attempts == 1 for r in results)
     assert stats["requests"] == 40
     assert after_serial == 1, after_serial  # one connection, kept alive by one session
