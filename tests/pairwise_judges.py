@@ -6,7 +6,8 @@ Behaviours (the reply is ``<think>…</think><answer>X</answer>``, one per reque
 * ``flaky``: HTTP 500 for every odd-numbered request (1st, 3rd, ...), otherwise ``longer``;
 * ``garbage``: a well-formed completion whose text has no answer (unparsable).
 ``fail_on``: HTTP 500 for every request whose prompt contains that text (e.g. one row's question);
-``hang_on``: no reply at all to those (until the server stops), seen in ``stats["hung"]``.
+``hang_on``: no reply at all to those (until the server stops), seen in ``stats["hung"]``;
+``fail_if(response_1, response_2)``: HTTP 500 when it is true for the request's two responses (in their order).
 ``stats``: requests, the ``n`` of each request, the images each carried, peak requests in flight.
 
 ``png`` / ``write_input``: real PNG files and a real ``rank`` input file for the CLI tests.
@@ -48,8 +49,10 @@ def _text_and_images(body: dict) -> tuple[str, int]:
 
 
 class ScriptedJudge:
-    def __init__(self, behaviour: str, latency: float = 0.0, fail_on: str | None = None, hang_on: str | None = None):
+    def __init__(self, behaviour: str, latency: float = 0.0, fail_on: str | None = None, hang_on: str | None = None,
+                 fail_if=None):  # fmt: skip
         self.behaviour, self.latency, self.fail_on, self.hang_on = behaviour, latency, fail_on, hang_on
+        self.fail_if = fail_if
         self.stats = {"requests": 0, "ns": [], "images": [], "in_flight": 0, "peak_in_flight": 0, "texts": [], "hung": 0}
         self.url = None
         self.release: asyncio.Event | None = None  # set when the server stops: hung requests end
@@ -72,6 +75,8 @@ class ScriptedJudge:
             if self.behaviour == "flaky" and count % 2 == 1:
                 return web.json_response({"error": "scripted failure"}, status=500)
             if self.fail_on is not None and self.fail_on in text:
+                return web.json_response({"error": "scripted failure"}, status=500)
+            if self.fail_if is not None and self.fail_if(*responses_of(text)):
                 return web.json_response({"error": "scripted failure"}, status=500)
             if self.hang_on is not None and self.hang_on in text:
                 st["hung"] += 1

@@ -1,6 +1,9 @@
 """``reward_fns/pairwise_genrm.py`` (mode ``reference``) through verl's own ``RewardLoopWorker`` and its reward
 manager's ``run_single``, on ``DataProto`` items built like the agent loop's, against live scripted judges."""
 
+import asyncio
+from types import SimpleNamespace
+
 import pytest
 from omegaconf import open_dict
 
@@ -162,26 +165,85 @@ def test_two_groups_at_once_are_judged_apart(tiny_model_dir):
 
 
 def test_half_failing_judge_is_counted_and_the_step_goes_on(tiny_model_dir):
-    with scripted_judge("flaky") as srv:
+    """A judge that fails (HTTP 500, not retried) every call whose Response 1 is the shorter answer: half of the 6
+    calls, one order of each comparison, chosen by content (not by arrival order). The other order is the longer
+    judge's verdict, so each comparison is (1 + 1/2) / 2 = 3/4 for the longer answer. Dropped failures would give
+    1, 1/2, 0; failures counted as wins of the answer shown first (or as losses) would give 1/2 each."""
+    fails = lambda r1, r2: len(r1) < len(r2)  # noqa: E731
+    with scripted_judge("longer", fail_if=fails) as srv:
         config = _group_config(tiny_model_dir, n=3, judge_base_url=srv.url, judge_max_retries=0)
         outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:3]))
         requests = srv.stats["requests"]
     infos = [o["reward_extra_info"] for o in outs]
-    failed = sum(i["pairwise_failed_calls"] for i in infos)
-    assert requests == 6 and failed == 3  # every odd request fails, none retried
-    assert all(0.0 <= o["reward_score"] <= 1.0 for o in outs) and infos[0]["pairwise_error"]
-    # which calls fail depends on arrival order; a failed call counts 1/2, so the 3 comparisons still share 3 wins
-    assert sum(o["reward_score"] for o in outs) * (3 - 1) == pytest.approx(3.0)
+    assert [o["reward_score"] for o in outs] == pytest.approx([0.75, 0.5, 0.25])
+    assert requests == 6  # n(n-1), none retried
+    total = {k: sum(i[f"pairwise_{k}"] for i in infos) for k in ("calls", "attempts", "failed_calls", "unparsable",
+                                                                 "comparisons", "position_agreement")}  # fmt: skip
+    # a failed call is a failure (and its output unparsable), never a verdict: no comparison agrees in both orders
+    assert total == {"calls": 6, "attempts": 6, "failed_calls": 3, "unparsable": 3, "comparisons": 3,
+                     "position_agreement": 0}  # fmt: skip
+    assert sorted(i["pairwise_error"] or "" for i in infos) == ["", "", "http_5xx"]  # on the group's first rollout
+
+
+def _run_with_the_group_timer_held(config, items):
+    """``_run_worker``, but the group manager's wait (``loop.call_later(group_wait_s, manager._close, uid)``) is
+    held by the test: it fires only once every item has joined its group, never by the clock. Returns (the
+    outputs, {uid: the delay the manager asked for}, {uid: rollouts waiting in the group when it fired},
+    whether any rollout had an answer before)."""
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+    async def go():
+        worker = RewardLoopWorker(config, None)
+        manager, loop = worker.reward_manager, asyncio.get_running_loop()
+        timers, real_call_later = {}, loop.call_later
+
+        def call_later(delay, callback, *args, **kwargs):
+            if callback == manager._close:
+                timers[args[0]] = (delay, callback, args)
+                return SimpleNamespace(cancel=lambda: None)
+            return real_call_later(delay, callback, *args, **kwargs)
+
+        joined, all_joined, real_join = [], asyncio.Event(), manager._join
+
+        async def join(uid, *args, **kwargs):
+            parked = real_join(uid, *args, **kwargs)
+            joined.append(uid)
+            if len(joined) == len(items):
+                all_joined.set()  # wakes the test only after this step, which parks the rollout (up to its await)
+            return await parked
+
+        loop.call_later, manager._join = call_later, join
+        tasks = [asyncio.ensure_future(worker.compute_score(item)) for item in items]
+        await all_joined.wait()
+        waiting = {uid: len(g.responses) for uid, g in manager.groups.items()}
+        early = any(t.done() for t in tasks)
+        for _delay, callback, args in timers.values():  # the wait is over: what the timer would have run
+            loop.call_soon(callback, *args)
+        outs = await asyncio.gather(*tasks)
+        return outs, {uid: t[0] for uid, t in timers.items()}, waiting, early
+
+    return asyncio.run(go())
 
 
 def test_group_that_does_not_fill_is_judged_after_the_wait(tiny_model_dir):
+    """n = 4 and 3 rollouts come: they wait (unjudged) for the 4th until group_wait_s after the first, then are
+    judged as a partial group; a lone rollout gets single_score. The timer is the test's (no clock)."""
     with scripted_judge("longer") as srv:
-        config = _group_config(tiny_model_dir, n=4, judge_base_url=srv.url, group_wait_s=0.5)
-        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:3]))
-        lone = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:1], uid="alone"))
+        config = _group_config(tiny_model_dir, n=4, judge_base_url=srv.url, group_wait_s=7.5)
+        outs, delays, waiting, early = _run_with_the_group_timer_held(config, _group_items(tiny_model_dir, GROUP[:3]))
+        # one timer, of group_wait_s; when it fired the 3 still waited in their group, unjudged and unanswered
+        assert (delays, waiting, early) == ({"u0": 7.5}, {"u0": 3}, False)
+        requests = srv.stats["requests"]
+        lone, delays, waiting, early = _run_with_the_group_timer_held(config, _group_items(tiny_model_dir, GROUP[:1],
+                                                                                           uid="alone"))  # fmt: skip
+        assert (delays, waiting, early) == ({"alone": 7.5}, {"alone": 1}, False)
+        assert srv.stats["requests"] == requests  # a lone rollout is not judged
     assert [o["reward_score"] for o in outs] == pytest.approx([1.0, 0.5, 0.0])
-    assert all(o["reward_extra_info"]["pairwise_partial"] == 1 for o in outs)
+    assert all(o["reward_extra_info"]["pairwise_partial"] == 1 and o["reward_extra_info"]["pairwise_group_size"] == 3
+               for o in outs)  # fmt: skip
+    assert sum(o["reward_extra_info"]["pairwise_calls"] for o in outs) == 6 and requests == 6
     assert lone[0]["reward_score"] == 0.5 and lone[0]["reward_extra_info"]["pairwise_calls"] == 0
+    assert lone[0]["reward_extra_info"]["pairwise_partial"] == 1
 
 
 def test_empty_rollout_is_not_judged(tiny_model_dir):
@@ -221,24 +283,34 @@ def test_prompt_parts_reads_verls_raw_prompt():
     assert prompt_parts([{"role": "user", "content": "<image>Which is right?"}]) == ("Which is right?", [])
 
 
-def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir):
-    """The tiny Qwen2.5-VL as the judge behind verl's router address, shown the policy prompt's image."""
+# the scoring judge's words (tests/pairwise_judges.build_scoring_judge_model): it prefers the higher-scored word
+SCORED = {"red": 0.0, "cat": -0.2, "dog": 0.2, "chart": 0.1}
+
+
+def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir, tmp_path):
+    """A tiny Qwen2.5-VL as the judge behind verl's router address, shown the policy prompt's image: the scoring
+    judge, whose weights make its greedy reply prefer the rollout whose word scores higher, in either order. So the
+    round robin's scores are known in advance: dog beats both (1), red beats cat (1/2), cat none (0). A verdict
+    read for the wrong order, a reply given to the other call or a win credited to the loser moves them."""
     import json
     import urllib.request
 
     from PIL import Image
 
+    from tests.pairwise_judges import build_scoring_judge_model
     from tests.servers import running_server
 
+    judge = build_scoring_judge_model(tmp_path / "judge", SCORED)
     image = Image.new("RGB", (56, 56), (215, 35, 35))
-    with running_server("tiny", "--model", tiny_model_dir) as addr:
+    with running_server("tiny", "--model", str(judge)) as addr:
         config = _group_config(tiny_model_dir, n=3, judge="hosted", judge_max_tokens=16)
-        outs = _run_worker(config, addr, _group_items(tiny_model_dir, GROUP[:3], prompt_image=image))
+        outs = _run_worker(config, addr, _group_items(tiny_model_dir, ["red", "dog", "cat"], prompt_image=image))
         with urllib.request.urlopen(f"http://{addr}/stats", timeout=5) as r:
             stats = json.load(r)
     infos = [o["reward_extra_info"] for o in outs]
     assert stats["requests"] == 6 and stats["images"] == 6  # n(n-1) calls, each with the image
-    assert sum(i["pairwise_calls"] for i in infos) == 6 and sum(i["pairwise_failed_calls"] for i in infos) == 0
-    # a random model rarely writes the strict format: unparsable verdicts count 1/2, and are counted
-    assert sum(o["reward_score"] for o in outs) == pytest.approx(1.5)
-    assert sum(i["pairwise_unparsable"] for i in infos) <= 6
+    assert [o["reward_score"] for o in outs] == pytest.approx([0.5, 1.0, 0.0])
+    total = {k: sum(i[f"pairwise_{k}"] for i in infos) for k in ("calls", "failed_calls", "unparsable", "comparisons",
+                                                                 "position_agreement")}  # fmt: skip
+    # every reply parses and both orders of every comparison pick the same word
+    assert total == {"calls": 6, "failed_calls": 0, "unparsable": 0, "comparisons": 3, "position_agreement": 3}
