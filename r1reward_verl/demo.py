@@ -42,7 +42,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from r1reward_verl.config import CONFIG_DIR, REPO_ROOT
 
@@ -220,13 +220,14 @@ def referee_overrides(wd: Path, referee: str):
                f"reward.custom_reward_function.reward_kwargs.referee_model={referee}"]  # fmt: skip
 
 
-def run_rl(wd: Path, plan: Plan, seed: int, referee: str = "synth") -> Path:
-    """verl's ``main_ppo`` on the paper's CPU config from ``policy/`` (= the SFT checkpoint) -> ``rl_model/`` (HF)."""
+def run_rl(wd: Path, plan: Plan, seed: int, referee: str = "synth", overrides: Sequence[str] = ()) -> Path:
+    """verl's ``main_ppo`` on the paper's CPU config from ``policy/`` (= the SFT checkpoint) -> ``rl_model/`` (HF);
+    ``overrides``: more Hydra overrides, last."""
     exp = "miniature-rl"
     shutil.rmtree(wd / "checkpoints" / exp, ignore_errors=True)
     (wd / "logs" / "r1reward_cpu" / f"{exp}.jsonl").unlink(missing_ok=True)
     with referee_overrides(wd, referee) as extra:
-        main_ppo(wd, rl_overrides(wd, plan, seed, exp) + extra, wd / "logs" / "rl.log")
+        main_ppo(wd, rl_overrides(wd, plan, seed, exp) + extra + list(overrides), wd / "logs" / "rl.log")
     return _export(wd, exp, plan.rl_steps, "rl_model")
 
 
