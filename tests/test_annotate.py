@@ -11,6 +11,7 @@ import pytest
 
 from preprocess.annotate import annotate, main
 from preprocess.pairs import convert
+from tests.cli_support import one_line, run_main
 from tests.servers import closed_port, running_server
 from tests.test_preprocess import pair, png, write_jsonl
 
@@ -162,18 +163,7 @@ def test_images_are_sent_as_data_uris(tmp_path):
 
 def cli(capsys, *args) -> tuple[int, str, str]:
     """``python -m preprocess.annotate ARGS`` in this process: exit code (argparse's too), stdout, stderr."""
-    try:
-        code = main([*map(str, args), "--no-progress"])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "error: " in lines[0] and "Traceback" not in err, err
-    return lines[0]
+    return run_main(main, capsys, *args, "--no-progress")
 
 
 def records_lines(ids) -> str:

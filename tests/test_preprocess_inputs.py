@@ -17,23 +17,13 @@ import pytest
 
 from preprocess.pairs import main
 from r1reward_verl.prompt import TABLE1_PROMPT
+from tests.cli_support import one_line, run_main
 from tests.test_preprocess import pair, png, read, write_jsonl
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
     """``python -m preprocess.pairs ARGS`` in this process: exit code (argparse's too), stdout, stderr."""
-    try:
-        code = main([*map(str, args), "--no-progress"])
-    except SystemExit as e:  # an option argparse refuses
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "error: " in lines[0] and "Traceback" not in err, err
-    return lines[0]
+    return run_main(main, capsys, *args, "--no-progress")
 
 
 def rl_rows(k: int, n: int) -> list[dict]:

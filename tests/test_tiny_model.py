@@ -11,6 +11,7 @@ from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 from verl.utils import hf_processor, hf_tokenizer
 
 from r1reward_verl.tiny import SPECIAL_TOKENS, build_tiny_qwen25vl
+from tests.cli_support import one_line, run_main
 
 
 def test_loads_with_autoprocessor_and_verl(tiny_model_dir):
@@ -64,12 +65,8 @@ def test_generates_and_scores_an_image_prompt(tiny_model_dir):
 def test_cli_bad_sizes_are_one_line_exit_2(tmp_path, capsys, argv, names):
     from r1reward_verl.tiny import main
 
-    try:
-        code = main(["--out", str(tmp_path / "m"), *argv])
-    except SystemExit as e:  # argparse's rejection
-        code = e.code
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and names in err[0], err
+    code, _, err = run_main(main, capsys, "--out", tmp_path / "m", *argv)
+    assert code == 2 and names in one_line(err), err
     assert not (tmp_path / "m").exists()
 
 
