@@ -33,6 +33,7 @@ from r1reward_verl.eval.loaders import BadInput, EvalPair, load_benchmark
 from r1reward_verl.eval.metrics import compute_metrics
 from r1reward_verl.eval.report import markdown_table, plot_accuracy_vs_k
 from r1reward_verl.prompt import build_table1_prompt
+from r1reward_verl.resume import read_resumable
 from r1reward_verl.reward.parse import parse_output
 
 
@@ -166,12 +167,18 @@ def evaluate(benchmarks: dict[str, str], backend: Union[Backend, Callable[[], Ba
     return score(records, out_dir, ks=ks, run_info=run_info, model_name=model_name, write_records=True)
 
 
+def _json_object(line: bytes) -> Optional[dict]:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def _read_partial(path: Path) -> list[dict]:
-    """The finished records of a run; a last line cut short (a crash while writing it) is dropped and asked again."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
+    """The finished records of a run: the last line repaired by :func:`r1reward_verl.resume.read_resumable` (cut
+    short by a crash: dropped and asked again), then read and checked by :func:`read_items`."""
+    read_resumable(path, _json_object, "an item record (a JSON object)")
     return read_items(path, allow_empty=True)
 
 
