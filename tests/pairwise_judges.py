@@ -186,11 +186,10 @@ def build_scoring_judge_model(out, scores: dict, head_dim: int = 32):
       Layer 0 writes the mean score seen so far into dim G: s1 at Response 1, (s1 + s2)/2 at Response 2.
       Layer 1 averages G - S over the two marked tokens into dim F: (s1 - s2)/4 (x the norm's scale).
     * lm_head: each chain token's row reads its predecessor's dim; the rows of "1" and "2" add +F and -F."""
-    import json
     from pathlib import Path
 
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from r1reward_verl.tiny import build_tiny_qwen25vl
@@ -236,12 +235,21 @@ def build_scoring_judge_model(out, scores: dict, head_dim: int = 32):
             new[pre + "v_proj.weight"][0, dim] = w
         new[pre + "o_proj.weight"][G if layer == 0 else F, 0] = 1.0 / 8 if layer == 0 else 1.0
     new["lm_head.weight"] = head
-    for k in ("visual.merger.mlp.2.weight", "visual.merger.mlp.2.bias"):  # image tokens embed to 0
-        new[k] = torch.zeros_like(sd[k])
+    return save_hand_set_weights(out, weights, new)
+
+
+def save_hand_set_weights(out, weights, new: dict):
+    """Write a tiny model's hand-set state dict ``new`` over ``weights`` (image tokens embedded to 0, so only the
+    text decides) and untie its embeddings in ``config.json`` (its own ``lm_head``); returns ``out``."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    for k in ("visual.merger.mlp.2.weight", "visual.merger.mlp.2.bias"):
+        new[k] = torch.zeros_like(new[k])
     save_file({k: v.contiguous() for k, v in new.items()}, str(weights), metadata={"format": "pt"})
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["tie_word_embeddings"] = False
-    cfg["text_config"]["tie_word_embeddings"] = False
+    cfg["tie_word_embeddings"] = cfg["text_config"]["tie_word_embeddings"] = False
     cfg_path.write_text(json.dumps(cfg, indent=2))
     return out

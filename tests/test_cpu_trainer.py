@@ -129,13 +129,12 @@ def build_word_policy_model(out: Path, words, logit: float = 3.0) -> Path:
     (their gradients stay 0, so training moves only the embeddings, norms and head: by ~lr a step against logit
     margins of 8 x ``logit`` = 24); ``\\n`` embeds to dim 0, each word to dim 1; the head's rows of the words read
     dim 0, that of ``<|im_end|>`` dim 1 (the final norm scales a one-hot to 8)."""
-    import json
-
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM, build_tiny_qwen25vl
+    from tests.pairwise_judges import save_hand_set_weights
 
     out = Path(build_tiny_qwen25vl(out, head_dim=VLLM_CPU_HEAD_DIM))
     tok = AutoTokenizer.from_pretrained(str(out))
@@ -157,14 +156,7 @@ def build_word_policy_model(out: Path, words, logit: float = 3.0) -> Path:
         emb[t, 1], head[t, 0] = 1.0, logit
     head[tok.eos_token_id, 1] = logit
     new["lm_head.weight"] = head
-    for k in ("visual.merger.mlp.2.weight", "visual.merger.mlp.2.bias"):  # image tokens embed to 0
-        new[k] = torch.zeros_like(sd[k])
-    save_file({k: v.contiguous() for k, v in new.items()}, str(weights), metadata={"format": "pt"})
-    cfg_path = out / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["tie_word_embeddings"] = cfg["text_config"]["tie_word_embeddings"] = False
-    cfg_path.write_text(json.dumps(cfg, indent=2))
-    return out
+    return save_hand_set_weights(out, weights, new)
 
 
 def round_robin_win_rates(words: list[str]) -> list[float]:
