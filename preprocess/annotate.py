@@ -100,8 +100,7 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
     out = Path(out)
     sources = check_inputs(inputs, fmt="pairs")
     for source in sources:
-        local = Path(source).exists()  # not a hub name
-        if local and (Path(source).resolve() == out.resolve() or out.exists() and os.path.samefile(source, out)):
+        if out.exists() and Path(source).exists() and os.path.samefile(source, out):  # a hub name never exists
             raise InvalidInput(f"--out {out} is the input {source}: give the annotations a file of their own")
     if out.is_dir():
         raise InvalidInput(f"--out {out}: is a directory (give a .jsonl file)")

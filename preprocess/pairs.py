@@ -367,10 +367,7 @@ def fraction(text: str) -> float:
     return value
 
 
-MIN_PIXELS = 28 * 28  # one Qwen2.5-VL image token (a 28x28 patch): the smallest image it can read
-
-
-max_pixels_type = int_at_least(MIN_PIXELS, "one 28x28 image token of Qwen2.5-VL")  # records.set_max_pixels refuses less
+max_pixels_type = int_at_least(records.MIN_PIXELS, "one 28x28 image token of Qwen2.5-VL")  # set_max_pixels refuses less
 
 
 @cli_main

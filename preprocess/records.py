@@ -209,11 +209,14 @@ def load_image(spec: Any, base_dir: Path) -> dict:
 _MAX_PIXELS: list[Optional[int]] = [None]
 
 
+MIN_PIXELS = 28 * 28  # one Qwen2.5-VL image token (a 28x28 patch): the smallest image it can read
+
+
 def set_max_pixels(max_pixels: Optional[int]) -> None:
     """Images above ``max_pixels`` (width x height) are downscaled by ``load_image``; None keeps them.
     Changing it empties the verified-image cache (it holds the converted bytes)."""
-    if max_pixels is not None and max_pixels < 28 * 28:
-        raise ValueError(f"max_pixels must be at least {28 * 28} (one 28x28 patch), got {max_pixels}")
+    if max_pixels is not None and max_pixels < MIN_PIXELS:
+        raise ValueError(f"max_pixels must be at least {MIN_PIXELS} (one 28x28 patch), got {max_pixels}")
     if _MAX_PIXELS[0] != max_pixels:
         _MAX_PIXELS[0] = max_pixels
         _FILE_IMAGES.clear()

@@ -64,9 +64,8 @@ def missing_local_input(config: DictConfig) -> Optional[str]:
     from omegaconf import OmegaConf
     from omegaconf.errors import InterpolationResolutionError
 
-    keys = list(DATA_KEYS) + ["actor_rollout_ref.model.path"]
-    if OmegaConf.select(config, "reward.reward_model.enable", default=False):
-        keys.append("reward.reward_model.model_path")
+    hosted = OmegaConf.select(config, "reward.reward_model.enable", default=False)
+    keys = [*DATA_KEYS, *(MODEL_KEYS if hosted else MODEL_KEYS[:1])]
     made_by = OmegaConf.select(config, "r1reward.made_by", default=None, throw_on_resolution_failure=False)
     for key in keys:
         parent, leaf = key.rsplit(".", 1)
@@ -167,7 +166,7 @@ def check_scalar_types(config: DictConfig, prefix: str = "") -> None:
 
     from omegaconf import OmegaConf
 
-    target = config.get("_target_") if "_target_" in config else None
+    target = config.get("_target_")
     hints = {}
     if isinstance(target, str) and "." in target:
         module, _, name = target.rpartition(".")
@@ -188,8 +187,11 @@ def check_scalar_types(config: DictConfig, prefix: str = "") -> None:
         want = _scalar_type(hints.get(key)) if key in hints else None
         if want is None or value is None:
             continue
-        ok = isinstance(value, bool) if want is bool else isinstance(value, (float, int) if want is float else int)
-        if not ok or (want is not bool and isinstance(value, bool)):
+        if want is bool:
+            ok = isinstance(value, bool)
+        else:  # an int is a float here; a bool is neither
+            ok = isinstance(value, (float, int) if want is float else int) and not isinstance(value, bool)
+        if not ok:
             raise ValueError(f"{prefix}{key} must be {want.__name__}; got {value!r}")
 
 
