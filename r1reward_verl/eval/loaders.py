@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from preprocess.records import BadRow, iter_raw_rows
-from r1reward_verl.cli import UserError
+from preprocess.records import BadRow, InvalidInput, iter_raw_rows
 
 BENCHMARKS = ("vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench")
 VL_CATEGORIES = ("general", "hallucination", "reasoning")
@@ -43,8 +42,9 @@ MMRLHF_CATEGORIES = ("mcq", "long", "short", "safety", "video")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
-class BadInput(UserError, ValueError):
-    """A file, row or setting the evaluation cannot use, said in one line naming it."""
+class BadInput(InvalidInput):
+    """A file, row or setting the evaluation cannot use, said in one line naming it (a UserError and a ValueError,
+    like the readers' InvalidInput it extends)."""
 
 
 @dataclass
@@ -278,16 +278,10 @@ def _raw_rows(path: Path):
         raise BadInput(f"{path}: no such file")
     if path.is_dir():
         raise BadInput(f"{path}: is a directory, not a benchmark file")
-    rows = iter_raw_rows(str(path))
-    while True:
-        try:
-            raw = next(rows)
-        except StopIteration:
-            return
-        except (OSError, ValueError, EOFError) as e:  # unsupported suffix, broken gzip or parquet
-            msg = str(e)
-            raise BadInput(msg if msg.startswith(str(path)) else f"{path}: cannot read: {msg}") from None
-        yield raw
+    try:  # the readers name the file: unsupported suffix, broken gzip or parquet
+        yield from iter_raw_rows(str(path))
+    except InvalidInput as e:
+        raise BadInput(str(e)) from None
 
 
 def detect_benchmark(path: str | Path) -> str:
