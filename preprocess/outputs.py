@@ -72,7 +72,7 @@ def rl_table(rows: list[dict]) -> pa.Table:
 
 
 class AtomicParquet:
-    """A parquet file written in row groups to ``.NAME.tmp``, renamed to NAME on ``commit``."""
+    """A parquet file written in row groups to ``.NAME.tmp``, closed and renamed to NAME by :func:`commit_all`."""
 
     def __init__(self, path: Path, schema: pa.Schema, rows_per_group: int, to_table=None):
         self.path, self.schema, self.rows_per_group = path, schema, rows_per_group
@@ -99,8 +99,8 @@ class AtomicParquet:
         self.flush()
         self.writer.close()
 
-    def commit(self) -> None:
-        self.close()
+    def publish(self) -> None:
+        """Rename the closed temporary file to NAME (:func:`commit_all`)."""
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -110,14 +110,12 @@ class AtomicParquet:
             self.tmp.unlink(missing_ok=True)
 
 
-
-
 def commit_all(writers: list[AtomicParquet]) -> None:
     """Close every file before renaming any: a failure while writing leaves every earlier output as it was."""
     for w in writers:
         w.close()
     for w in writers:
-        w.commit()
+        w.publish()
 
 
 OUTPUT_FILES = ("train.parquet", "val.parquet")

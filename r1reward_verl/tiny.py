@@ -13,8 +13,8 @@ in config and tokenizer and have identical weights.
 from __future__ import annotations
 
 import json
-import sys
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
