@@ -20,7 +20,6 @@ import base64
 import contextlib
 import io
 import json
-import threading
 
 from aiohttp import web
 
@@ -103,40 +102,16 @@ class ScriptedJudge:
 @contextlib.contextmanager
 def scripted_judge(behaviour: str, latency: float = 0.0, **kw):
     """Start a ``ScriptedJudge`` on 127.0.0.1 (a free port); yields it with ``.url`` = ``http://127.0.0.1:P/v1``."""
+    from tests.servers import chat_server_in_thread
+
     judge = ScriptedJudge(behaviour, latency, **kw)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict = {}
 
-    async def start():
+    async def setup():
         judge.release = asyncio.Event()
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", judge.chat)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        holder["runner"] = runner
-        holder["port"] = site._server.sockets[0].getsockname()[1]
 
-    def run():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(10), "scripted judge did not start"
-    judge.url = f"http://127.0.0.1:{holder['port']}/v1"
-    try:
+    with chat_server_in_thread(judge.chat, setup=setup, before_stop=lambda: judge.release.set(), timeout=10) as (_, port):
+        judge.url = f"http://127.0.0.1:{port}/v1"
         yield judge
-    finally:
-        loop.call_soon_threadsafe(judge.release.set)
-        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def png(color=(255, 0, 0)) -> bytes:

@@ -132,20 +132,22 @@ class HeldReferee:
 
 
 @contextlib.contextmanager
-def held_referee(hold: bool = True):
-    """Start a :class:`HeldReferee` on 127.0.0.1 (a free port) in a background thread; yields it (``.addr`` =
-    ``127.0.0.1:P``); on exit ends the requests still held (HTTP 503) and stops its loop and thread."""
+def chat_server_in_thread(handler, *, setup=None, before_stop=None, timeout: float = 60.0):
+    """An aiohttp app answering ``POST /v1/chat/completions`` with ``handler`` on 127.0.0.1 (a free port), on its own
+    event loop in a daemon thread of the test's process; yields ``(loop, port)``. ``setup``: an async function run
+    in that loop first; ``before_stop``: a function called in the loop before the server is cleaned up. On exit
+    the server, its loop and its thread are stopped."""
     from aiohttp import web
 
-    srv = HeldReferee(hold)
     loop = asyncio.new_event_loop()
-    srv._loop = loop
     started = threading.Event()
     holder: dict = {}
 
     async def start():
+        if setup is not None:
+            await setup()
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", srv._chat)
+        app.router.add_post("/v1/chat/completions", handler)
         runner = web.AppRunner(app)  # keep-alive 3630 s: idle connections are never closed during a test
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -163,16 +165,31 @@ def held_referee(hold: bool = True):
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    started.wait()
+    started.wait(timeout)
     try:
         if "port" not in holder:
-            raise RuntimeError("the held referee did not start")
-        srv.addr = f"127.0.0.1:{holder['port']}"
-        yield srv
+            raise RuntimeError("the test server did not start")
+        yield loop, holder["port"]
     finally:
         if "runner" in holder:
-            loop.call_soon_threadsafe(lambda: srv._release(len(srv._held), answer=False))
-            asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(60)
+            if before_stop is not None:
+                loop.call_soon_threadsafe(before_stop)
+            asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(timeout)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(60)
+        thread.join(timeout)
         loop.close()
+
+
+@contextlib.contextmanager
+def held_referee(hold: bool = True):
+    """Start a :class:`HeldReferee` on 127.0.0.1 (a free port) in a background thread; yields it (``.addr`` =
+    ``127.0.0.1:P``); on exit ends the requests still held (HTTP 503) and stops its loop and thread."""
+    srv = HeldReferee(hold)
+
+    async def setup():
+        srv._loop = asyncio.get_running_loop()
+
+    with chat_server_in_thread(srv._chat, setup=setup,
+                               before_stop=lambda: srv._release(len(srv._held), answer=False)) as (_, port):  # fmt: skip
+        srv.addr = f"127.0.0.1:{port}"
+        yield srv
