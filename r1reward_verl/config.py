@@ -197,13 +197,20 @@ def check_scalar_types(config: DictConfig, prefix: str = "") -> None:
 
 def validate_like_main_ppo(config: DictConfig) -> None:
     """Run the checks ``python -m verl.trainer.main_ppo`` runs before it starts Ray with our configs:
-    :class:`CheckConfigAtStart` (the Hydra callback our configs install), then verl's ``validate_config``."""
+    :class:`CheckConfigAtStart` (the Hydra callback our configs install), then verl's ``validate_config``, then
+    :func:`r1reward_verl.cluster.pools.layout_problems` (batch, parallel sizes and token budgets the policy's GPU
+    count must divide or hold)."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
+
+    from r1reward_verl.cluster.pools import layout_problems
 
     check_algorithm_section(config)
     check_scalar_types(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    problems = layout_problems(config)  # what verl's workers need but validate_config skips with dynamic batch sizes
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def validate_like_sft_trainer(cfg: DictConfig) -> list[str]:
