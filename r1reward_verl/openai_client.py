@@ -13,7 +13,8 @@ evaluation backend (``r1reward_verl.eval.backends.OpenAIBackend``).
 * ``chat_with_retries``: a per-request time-out and bounded retries with exponential backoff for
   transport faults (HTTP 408/429/5xx, time-outs, connection errors, bodies that cannot be read); other
   4xx and replies the caller refuses (``accept``) are not retried. Never raises for these: it returns
-  the error kind.
+  the error kind. A call that names its ``role`` (the referee, the pairwise judge) records each request
+  in the live health metrics (``r1reward_verl.openai_health``: Ray metrics, only inside Ray).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ import io
 import json
 import os
 import random
+import time
 from typing import Any, AsyncIterator, Callable, Optional
 
 import aiohttp
+
+from r1reward_verl import openai_health as health
 
 KEEPALIVE_S = 4.0  # below uvicorn's default timeout_keep_alive (5 s), which vLLM and SGLang servers use
 
@@ -138,6 +142,7 @@ async def chat_with_retries(
     accept: Callable[[Any], bool] = lambda content: True,
     refused: str = "refused",
     extract: Callable[[Any], Any] = first_content,
+    role: Optional[str] = None,
 ) -> tuple[Any, int, Optional[str]]:
     """POST an OpenAI chat completion with bounded retries; returns ``(extract(body) or None, attempts, error kind)``.
 
@@ -147,21 +152,33 @@ async def chat_with_retries(
     ``min(backoff * 2**r, 8)`` seconds times a random factor in [0.5, 1]. Not retried: other 4xx, and a
     value ``accept`` refuses (error kind ``refused``): the server answered, and asking again for a
     deterministic reply brings the same one back. Never raises for these.
+
+    ``role`` (``referee``, ``judge``): every request is recorded in that role's live health metrics
+    (``r1reward_verl.openai_health``, Ray metrics, only inside Ray); None records nothing.
     """
     s = await session()
     attempts, error = 0, None
     for attempt in range(max_retries + 1):
         attempts = attempt + 1
+        t0 = time.perf_counter()
         try:
             content = await _post_once(s, url, payload, api_key, timeout, extract)
-            if accept(content):
-                return content, attempts, None
-            return None, attempts, refused
+            error, retryable = (None if accept(content) else refused), False
         except _Retryable as e:
-            error = e.kind
+            error, retryable = e.kind, True
         except _Fatal as e:
-            return None, attempts, e.kind
-        if attempt < max_retries:
-            delay = min(backoff * (2**attempt), 8.0)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
+            error, retryable = e.kind, False
+        except BaseException as e:  # not a fault of the endpoint's: recorded, then raised
+            error = "cancelled" if isinstance(e, asyncio.CancelledError) else "exception"
+            health.request_done(role, time.perf_counter() - t0, attempt > 0, error)
+            health.call_failed(role, error)
+            raise
+        health.request_done(role, time.perf_counter() - t0, attempt > 0, error)
+        if error is None:
+            return content, attempts, None
+        if not retryable or attempt == max_retries:
+            break
+        delay = min(backoff * (2**attempt), 8.0)
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+    health.call_failed(role, error)
     return None, attempts, error

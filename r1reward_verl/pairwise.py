@@ -125,7 +125,7 @@ class OpenAIJudge:
             async with self._sem():
                 texts, attempts, error = await chat_with_retries(
                     self.url, payload, api_key=self.api_key, timeout=self.timeout, max_retries=self.max_retries,
-                    backoff=self.backoff, extract=extract)  # fmt: skip
+                    backoff=self.backoff, extract=extract, role="judge")  # fmt: skip
         except Exception as e:  # noqa: BLE001 - a judge fault must never fail the caller
             return JudgeReply([None] * k, 1, f"exception:{type(e).__name__}")
         if texts is None:

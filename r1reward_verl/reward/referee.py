@@ -144,7 +144,7 @@ async def ask_referee(settings: RefereeSettings, messages: list[dict]) -> Refere
         content, attempts, error = await chat_with_retries(
             settings.url, payload, api_key=settings.api_key, timeout=settings.timeout,
             max_retries=settings.max_retries, backoff=settings.backoff, accept=lambda c: parse_verdict(c) is not None,
-            refused="not_a_verdict",
+            refused="not_a_verdict", role="referee",
         )  # fmt: skip
     verdict = parse_verdict(content) if content is not None else None
     return RefereeResult(verdict is not None, verdict, attempts, error, time.perf_counter() - t0)
