@@ -87,6 +87,14 @@ VARIANTS = {
         "data.max_response_length": 1024,
         "reward.custom_reward_function.reward_kwargs.mismatch_value": -1.0,
         "trainer.experiment_name": "r1reward-authors_script-none-fsdp",
+        # train.sh's num_episodes 1, OpenRLHF's optimizer defaults, a token budget for 20480 + 1024
+        "trainer.total_epochs": 1,
+        "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": 0.03,
+        "actor_rollout_ref.actor.optim.lr_scheduler_type": "cosine",
+        "actor_rollout_ref.actor.optim.min_lr_ratio": 0.1,
+        "actor_rollout_ref.actor.optim.betas": [0.9, 0.95],
+        "actor_rollout_ref.actor.optim.weight_decay": 0.0,
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": 24576,
     },
     ("r1reward", "ablation=no_adv_filter"): {
         "algorithm.adv_filter_sigma": None,
