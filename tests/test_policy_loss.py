@@ -97,6 +97,20 @@ def test_ppo_loss_with_real_actor_config(overrides, expected_mean, preclip_frac)
         assert key in metrics
 
 
+@pytest.mark.parametrize("loss_mode", ["stable_reinforce", "vanilla"])
+@pytest.mark.parametrize("eps", [0.1, 0.2, 0.3])
+def test_actor_clip_ratio_sets_the_clip_of_the_loss(loss_mode, eps):
+    """``actor.clip_ratio`` is the epsilon of Algorithm 1: verl's losses (ours and its own vanilla) read
+    clip_ratio_low/high, which verl's actor.yaml sets to a literal 0.2; our config ties them to clip_ratio."""
+    config = actor_config(f"actor_rollout_ref.actor.clip_ratio={eps}")
+    assert (config.clip_ratio_low, config.clip_ratio_high) == (eps, eps)
+    fn = get_policy_loss_fn(loss_mode)
+    old, new = torch.zeros(1, 2), torch.log(torch.tensor([[1.5, 0.5]]))  # ratios 1.5 and 0.5 clip on both sides
+    adv, mask = torch.tensor([[1.0, -1.0]]), torch.ones(1, 2)
+    loss, _ = fn(old, new, adv, mask, loss_agg_mode="token-sum", config=config)
+    assert loss.item() == pytest.approx(-(1 + eps) + (1 - eps), abs=1e-5)
+
+
 def test_token_mean_of_paper_example_is_266_9():
     old, new, adv = _example()
     model_output, data = _ppo_loss_batch(old, new, adv)
