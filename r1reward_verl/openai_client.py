@@ -180,5 +180,6 @@ async def chat_with_retries(
             break
         delay = min(backoff * (2**attempt), 8.0)
         await asyncio.sleep(delay * (0.5 + random.random() / 2))
-    health.call_failed(role, error)
+    if error is not None:  # None only when max_retries < 0 sent nothing
+        health.call_failed(role, error)
     return None, attempts, error
