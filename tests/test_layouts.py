@@ -23,6 +23,7 @@ def r1r_env(monkeypatch):
         monkeypatch.delenv(k)
     monkeypatch.setenv("R1R_POLICY_PATH", "/ckpt/sft")
     monkeypatch.setenv("R1R_DATA_DIR", "/data/rl")
+    monkeypatch.setenv("R1R_CKPT_DIR", "/shared/ckpt")  # several nodes need one directory they all see
 
 
 def budget(report, pool, moment):
@@ -39,7 +40,7 @@ def line(b, item):
     "env, overrides, cluster, refused",
     [
         # issue 24 defect 1: R1R_GPUS_PER_NODE=8 + the hosted referee = 9 GPUs on an 8-GPU node
-        ({"R1R_GPUS_PER_NODE": "8"}, (), "1x8", "= 9 GPUs; the cluster has 1 node x 8 = 8"),
+        ({"R1R_GPUS_PER_NODE": "8"}, (), "1x8", "policy 1 node x 8 = 8 + reward model 1 node x 1 = 1 = 9 GPUs; the cluster has 1 node x 8 = 8"),
         # ... and the README's former two-node command: 17 on 16
         ({"R1R_GPUS_PER_NODE": "8", "R1R_NNODES": "2"}, (), "2x8", "= 17 GPUs; the cluster has 2 nodes x 8 = 16"),
         # 7 policy GPUs with the paper's 256 prompts
@@ -72,10 +73,24 @@ def test_dry_run_refuses_layouts_that_cannot_start_on_8_gpu_nodes(monkeypatch, e
         assert not res.ok and refused in notes, notes
 
 
+def test_the_policy_rewarded_by_a_hosted_judge_fits_an_8_gpu_node(monkeypatch):
+    """genrm_policy gave the policy 8 GPUs and verl the judge 1 more: 9 of 8."""
+    monkeypatch.setenv("R1R_POLICY_DATA", "/data/qa")
+    monkeypatch.setenv("R1R_JUDGE_PATH", "/ckpt/r1reward_hf")
+    res = check("genrm_policy", [], cluster="1x8")
+    assert res.ok, res.notes
+    assert [(p.role, p.per_node) for p in pools_of(res.config)] == [("policy", (4,)), ("reward model", (4,))]
+    monkeypatch.setenv("R1R_GPUS_PER_NODE", "8")
+    res = check("genrm_policy", [], cluster="1x8")
+    assert not res.ok and any("= 12 GPUs; the cluster has 1 node x 8 = 8" in n for n in res.notes), res.notes
+    monkeypatch.setenv("R1R_JUDGE_URL", "http://judge:8000/v1")
+    assert check("genrm_policy", ["judge=endpoint"], cluster="1x8").ok  # 8 policy GPUs, the judge elsewhere
+
+
 def test_node8_uses_every_gpu_of_each_node():
     cfg = compose_config("r1reward", ["layout=node8", "trainer.nnodes=2"])
     pools = pools_of(cfg)
-    assert [(p.role, p.per_node) for p in pools] == [("policy", (7, 7)), ("referee", (1, 1))]
+    assert [(p.role, p.per_node) for p in pools] == [("policy", (7, 7)), ("reward model", (1, 1))]
     assert sum(p.gpus for p in pools) == 16 and placement_problem(pools, parse_cluster("2x8")) is None
     validate_like_main_ppo(cfg)
     assert (cfg.data.train_batch_size, cfg.actor_rollout_ref.actor.ppo_mini_batch_size) == (224, 112)

@@ -48,7 +48,13 @@ QWEN25_VL_7B = {
                       "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
                       "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2, "temporal_patch_size": 2},
 }  # fmt: skip
-KNOWN_MODELS = {"Qwen/Qwen2.5-VL-7B-Instruct": QWEN25_VL_7B}
+# Qwen/Qwen2.5-VL-3B-Instruct (the policy of genrm_policy.yaml): where its config.json differs from the 7B's
+QWEN25_VL_3B = {
+    **QWEN25_VL_7B, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16,
+    "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
+    "vision_config": {**QWEN25_VL_7B["vision_config"], "out_hidden_size": 2048},
+}  # fmt: skip
+KNOWN_MODELS = {"Qwen/Qwen2.5-VL-7B-Instruct": QWEN25_VL_7B, "Qwen/Qwen2.5-VL-3B-Instruct": QWEN25_VL_3B}
 PAPER_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
 
 
@@ -235,10 +241,10 @@ def rollout_weights_problem(share: float, gpu_gib: float, size: ModelSize, tp: i
 
 
 def referee_budget(cfg: DictConfig, size: ModelSize, gpu_gib: float) -> GpuBudget:
-    """A GPU of the referee's pool: verl's vLLM server with its share (kept awake: nothing sleeps it)."""
-    b = GpuBudget("referee", "serving", gpu_gib)
+    """A GPU of the reward model's pool (our referee or judge): verl's vLLM server with its share."""
+    b = GpuBudget("reward model", "serving", gpu_gib)
     share = float(cfg.reward.reward_model.rollout.gpu_memory_utilization)
-    b.add("referee (vLLM)", f"gpu_memory_utilization {share} x {gpu_gib:g} GiB", share * gpu_gib * GIB)
+    b.add("vLLM server", f"gpu_memory_utilization {share} x {gpu_gib:g} GiB", share * gpu_gib * GIB)
     return b
 
 
@@ -277,11 +283,11 @@ def memory_report(cfg: DictConfig, cluster: Cluster) -> MemoryReport:
                                       int(rollout.tensor_model_parallel_size), "the policy's rollout")  # fmt: skip
     problems += [weights] if weights else []
     if _get(cfg, "reward.reward_model.enable", False) and _get(cfg, "reward.reward_model.enable_resource_pool", False):
-        referee = sized(str(cfg.reward.reward_model.model_path), notes, "the referee")
+        referee = sized(str(cfg.reward.reward_model.model_path), notes, "the reward model")
         budgets.append(referee_budget(cfg, referee, cluster.gpu_gib))
         rm = cfg.reward.reward_model.rollout
         weights = rollout_weights_problem(float(rm.gpu_memory_utilization), cluster.gpu_gib, referee,
-                                          int(rm.tensor_model_parallel_size), "the referee")  # fmt: skip
+                                          int(rm.tensor_model_parallel_size), "the reward model")  # fmt: skip
         problems += [weights] if weights else []
     for b in budgets:
         if not b.fits:

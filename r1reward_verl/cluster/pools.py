@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 class Pool:
     """One of verl's resource pools: ``per_node[i]`` GPUs in the i-th placement group (one node each)."""
 
-    role: str  # what runs there, for messages: "policy" (actor+rollout+ref), "referee", "teacher"
+    role: str  # what runs there, for messages: "policy" (actor+rollout+ref), "reward model" (referee/judge), "teacher"
     name: str  # verl's pool id
     per_node: tuple[int, ...]
 
@@ -70,7 +70,7 @@ def pools_of(cfg: DictConfig) -> list[Pool]:
     pools = [Pool("policy", "global_pool", (int(cfg.trainer.n_gpus_per_node),) * int(cfg.trainer.nnodes))]
     if _get(cfg, "reward.reward_model.enable_resource_pool", False):
         rm = cfg.reward.reward_model
-        pools.append(Pool("referee", "reward_pool", (int(rm.n_gpus_per_node),) * int(rm.nnodes)))
+        pools.append(Pool("reward model", "reward_pool", (int(rm.n_gpus_per_node),) * int(rm.nnodes)))
     distill = _get(cfg, "distillation")
     if distill is not None and distill.get("enabled", False):
         pools.append(Pool("teacher", "teacher_pool", (int(distill.n_gpus_per_node),) * int(distill.nnodes)))
