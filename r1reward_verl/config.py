@@ -107,6 +107,11 @@ class CheckConfigAtStart(Callback):
     It then checks that the local model directories and data files the run reads exist: verl would find out
     inside the TaskRunner actor, with a 50-line traceback ("Repo id must be in the form ..."). A user error is
     one line on stderr and exit status 2.
+
+    Last, it resolves the job's config in place (:func:`resolve_for_the_task`), so verl receives values, not
+    ``${oc.env:...}``: verl resolves its config again inside the TaskRunner actor (``TaskRunner.run``), which on a
+    ``ray start`` cluster runs on some node whose environment is not the driver's; ``R1R_NNODES``,
+    ``R1R_GPUS_PER_NODE``, ``R1R_CKPT_DIR``... checked here would silently fall back to their defaults there.
     """
 
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
@@ -117,6 +122,85 @@ class CheckConfigAtStart(Callback):
         missing = missing_local_input(config)
         if missing:
             _refuse(f"not starting: {missing}")
+        problem = resolve_for_the_task(config)
+        if problem:
+            _refuse(f"not starting: {problem}")
+
+
+def _task_config_of_this_job() -> Optional[DictConfig]:
+    """The config object Hydra's ``run_job`` (``hydra/core/utils.py``, 1.3) will hand the task function.
+
+    ``run_job`` makes it (``task_cfg = copy.deepcopy(config)``, then ``del task_cfg["hydra"]``) *before* it calls
+    the callbacks' ``on_job_start(config=config)`` and then runs ``task_function(task_cfg)``: what a callback does
+    to its ``config`` never reaches the task. No callback hook sees ``task_cfg`` (for ``-m`` the basic launcher
+    composes each member's config and calls ``run_job`` with no hook in between), so it is taken from the
+    ``run_job`` frame that is calling us. ``None`` when no ``run_job`` is calling (a direct call); a warning on
+    stderr when one is but holds no ``task_cfg`` (a Hydra other than 1.3: verl then resolves in the actor)."""
+    from hydra.core.utils import run_job
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is run_job.__code__:
+            task_cfg = frame.f_locals.get("task_cfg")
+            if isinstance(task_cfg, DictConfig):
+                return task_cfg
+            print("r1reward: warning: hydra's run_job holds no task_cfg (not Hydra 1.3?): the TaskRunner actor will"
+                  " resolve ${oc.env:...} in its own node's environment", file=sys.stderr, flush=True)  # fmt: skip
+            return None
+        frame = frame.f_back
+    return None
+
+
+def _interpolation_leaves(node, prefix: str = ""):
+    """``(key, raw)`` of every leaf of a container (unresolved view) that holds an interpolation."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        key = f"{prefix}[{k}]" if isinstance(k, int) else f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, (dict, list)):
+            yield from _interpolation_leaves(v, key)
+        elif isinstance(v, str) and "${" in v:
+            yield key, v
+
+
+def _unresolvable(config: DictConfig) -> Optional[str]:
+    """The first interpolation of ``config`` (outside ``hydra``) that does not resolve, as one line naming the key,
+    the raw value and why (an unset environment variable by name); ``None`` if all resolve."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(config, resolve=False)
+    for key, value in _interpolation_leaves({k: v for k, v in raw.items() if k != "hydra"}):
+        try:
+            OmegaConf.select(config, key, throw_on_resolution_failure=True)
+        except Exception as e:  # noqa: BLE001 - any resolver error is the user's config
+            unset = [v for v in re.findall(r"oc\.env:(\w+)", value) if v not in os.environ]
+            why = f"environment variable {unset[0]} is not set" if unset else " ".join(str(e).split("\n")[0].split())
+            return f"{key}: cannot resolve {value!r}: {why}"
+    return None
+
+
+def resolve_for_the_task(config: DictConfig) -> Optional[str]:
+    """Resolve every interpolation of the job config (all but the ``hydra`` node) in place, in this process, now:
+    of ``config`` and of the copy Hydra hands the task function (:func:`_task_config_of_this_job`), so verl's
+    ``main`` and its TaskRunner actor see the values the driver checked, not ``${oc.env:...}`` to be looked up in
+    the actor's environment. verl resolves the config itself in ``TaskRunner.run`` (``OmegaConf.resolve``); doing
+    it earlier changes no value of verl's own interpolations (``${oc.select:...}`` of other keys): the keys verl
+    sets before it resolves (``trainer.device`` by ``auto_set_device``, ``transfer_queue.enable``) are no
+    interpolation's source. Returns a one-line problem (an interpolation that does not resolve), else ``None``."""
+    from omegaconf import OmegaConf, flag_override
+
+    problem = _unresolvable(config)
+    if problem:
+        return problem
+    task_cfg = _task_config_of_this_job()
+    for cfg in [config] if task_cfg is None or task_cfg is config else [config, task_cfg]:
+        with flag_override(cfg, "readonly", False):
+            for key in [k for k in cfg if k != "hydra"]:
+                node = cfg._get_node(key)
+                if OmegaConf.is_config(node):
+                    OmegaConf.resolve(node)
+                elif OmegaConf.is_interpolation(cfg, key):
+                    cfg[key] = cfg[key]
+    return None
 
 
 def _refuse(line: str) -> None:

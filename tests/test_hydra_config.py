@@ -138,10 +138,12 @@ def test_dry_run_rejects_a_value_of_the_wrong_type():
     assert not sft.ok and any(names_key_and_value(n, "optim.lr", "'abc'") for n in sft.notes), sft.notes
 
 
-def _main_ppo_guarded(tmp_path, config: str, *overrides: str, **env_vars: str) -> subprocess.CompletedProcess:
-    """``python -m verl.trainer.main_ppo`` with no ``R1R_*`` but ``env_vars``, where ``ray.init`` exits 97."""
+def _main_ppo_guarded(tmp_path, config: str, *overrides: str, guard: str = RAY_GUARD,
+                      **env_vars: str) -> subprocess.CompletedProcess:  # fmt: skip
+    """``python -m verl.trainer.main_ppo`` with no ``R1R_*`` but ``env_vars``, where ``ray.init`` exits 97 (or does
+    what the sitecustomize ``guard`` makes of it)."""
     (tmp_path / "guard").mkdir(exist_ok=True)
-    (tmp_path / "guard" / "sitecustomize.py").write_text(RAY_GUARD)
+    (tmp_path / "guard" / "sitecustomize.py").write_text(guard)
     env = {k: v for k, v in os.environ.items() if not k.startswith("R1R_")}
     env.update(env_vars, PYTHONPATH=str(tmp_path / "guard"))
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name", config,
