@@ -279,6 +279,34 @@ def check_scalar_types(config: DictConfig, prefix: str = "") -> None:
             raise ValueError(f"{prefix}{key} must be {want.__name__}; got {value!r}")
 
 
+def check_checkpoint_dir_is_shared(config: DictConfig) -> None:
+    """A run on more than one node (``trainer.nnodes > 1``, or a hosted reward pool of ``nnodes > 1``) needs an
+    absolute ``trainer.default_local_dir``: every worker writes its checkpoint shards, and the TaskRunner its
+    ``latest_checkpointed_iteration.txt``, to that path on its own node; a relative one (the default
+    ``${oc.env:R1R_CKPT_DIR,checkpoints}/...``) is a different directory on each node's local disk, and resume
+    finds no complete checkpoint. Raises ``ValueError`` naming the key, the value and the fix."""
+    from omegaconf import OmegaConf
+
+    def _nodes(key: str) -> int:
+        value = OmegaConf.select(config, key, default=1, throw_on_resolution_failure=False)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+    nodes = {"trainer.nnodes": _nodes("trainer.nnodes")}
+    rm = OmegaConf.select(config, "reward.reward_model", default=None, throw_on_resolution_failure=False)
+    reward_pool = rm is not None and bool(rm.get("enable")) and bool(rm.get("enable_resource_pool"))
+    if reward_pool:
+        nodes["reward.reward_model.nnodes"] = _nodes("reward.reward_model.nnodes")
+    spread = {k: n for k, n in nodes.items() if n > 1}
+    ckpt = OmegaConf.select(config, "trainer.default_local_dir", default=None, throw_on_resolution_failure=False)
+    if spread and isinstance(ckpt, str) and not os.path.isabs(ckpt):
+        on = ", ".join(f"{k}={n}" for k, n in spread.items())
+        raise ValueError(
+            f"trainer.default_local_dir is relative ({ckpt!r}) but the run spans nodes ({on}): each node would write"
+            f" its checkpoint shards to its own disk and resume would break; set R1R_CKPT_DIR=/shared/... (a directory"
+            f" every node mounts) or trainer.default_local_dir=/shared/..."
+        )
+
+
 def validate_like_main_ppo(config: DictConfig) -> None:
     """Run the checks ``python -m verl.trainer.main_ppo`` runs before it starts Ray with our configs:
     :class:`CheckConfigAtStart` (the Hydra callback our configs install), then verl's ``validate_config``, then
@@ -291,6 +319,7 @@ def validate_like_main_ppo(config: DictConfig) -> None:
 
     check_algorithm_section(config)
     check_scalar_types(config)
+    check_checkpoint_dir_is_shared(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     problems = layout_problems(config)  # what verl's workers need but validate_config skips with dynamic batch sizes
     if problems:

@@ -1,5 +1,6 @@
 """What ``python -m verl.trainer.main_ppo`` with our Hydra callbacks settles in the driver before verl's TaskRunner
-actor runs: the config's values (issue 24, defect 8)."""
+actor runs: the config's values (issue 24, defect 8), and a checkpoint directory every node shares
+(defect 7)."""
 
 import json
 import os
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from r1reward_verl.config import compose_config, resolve_for_the_task
+from r1reward_verl.config import compose_config, resolve_for_the_task, validate_like_main_ppo
+from tests.conftest import compose
 from tests.test_hydra_config import _main_ppo_guarded
 
 # In run_ppo, where verl calls ray.init and then sends `config` to the TaskRunner actor: without the driver's R1R_*
@@ -148,3 +150,41 @@ def test_resolving_in_the_driver_changes_no_value_verl_resolves(monkeypatch, nam
     assert resolve_for_the_task(early) is None
     assert "oc.env" not in json.dumps(OmegaConf.to_container(early, resolve=False))
     assert as_verl_resolves(early) == as_verl_resolves(late)
+
+
+# --- checkpoints across nodes (defect 7) ---
+
+
+def test_a_relative_checkpoint_dir_is_refused_when_the_run_spans_nodes():
+    with pytest.raises(ValueError) as err:
+        validate_like_main_ppo(compose("r1reward", "trainer.nnodes=2"))
+    msg = str(err.value)
+    assert "trainer.default_local_dir is relative ('checkpoints/r1reward/r1reward-paper-none-fsdp')" in msg, msg
+    assert "trainer.nnodes=2" in msg and "R1R_CKPT_DIR=/shared/" in msg and "\n" not in msg
+    with pytest.raises(ValueError, match=r"reward\.reward_model\.nnodes=2"):  # the referee's pool on 2 nodes
+        validate_like_main_ppo(compose("r1reward", "reward.reward_model.nnodes=2"))
+    validate_like_main_ppo(compose("r1reward", "trainer.nnodes=2", "trainer.default_local_dir=/shared/ckpt"))
+    validate_like_main_ppo(compose("r1reward"))  # one node: a relative directory is that node's
+
+
+def test_the_dry_run_refuses_it_too(monkeypatch):
+    from r1reward_verl.dryrun import check
+
+    for var, value in {"R1R_NNODES": "2", "R1R_DATA_DIR": "/data", "R1R_POLICY_PATH": "/policy"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("R1R_CKPT_DIR", raising=False)
+    bad = check("r1reward", ["trainer.n_gpus_per_node=2"])
+    assert not bad.ok and any("trainer.default_local_dir is relative" in n for n in bad.notes), bad.notes
+    monkeypatch.setenv("R1R_CKPT_DIR", "/shared/ckpt")
+    assert check("r1reward", ["trainer.n_gpus_per_node=2"]).ok
+
+
+def test_main_ppo_refuses_a_relative_checkpoint_dir_on_two_nodes_in_one_line(tmp_path):
+    env = {k: v for k, v in _driver_env(tmp_path).items() if k != "R1R_CKPT_DIR"}
+    out = _main_ppo_guarded(tmp_path, "r1reward", **env)
+    assert "R1R-TEST: ray.init reached" not in out.stdout + out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("r1reward:")]
+    assert len(lines) == 1 and lines[0].startswith(
+        "r1reward: invalid configuration, not starting: trainer.default_local_dir is relative "
+        "('checkpoints/from-the-driver/r1reward-paper-none-fsdp') but the run spans nodes (trainer.nnodes=2)"), lines
