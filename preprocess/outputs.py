@@ -1,5 +1,5 @@
-"""The parquet that ``preprocess.pairs`` writes: its schemas, the row-group writer that publishes a file
-whole or not at all, and the checks of the output directories made before anything is written."""
+"""The parquet that ``preprocess.pairs`` writes: its schemas and rows, the row-group writer that publishes
+a file whole or not at all, and the checks of the output directories made before anything is written."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from preprocess.records import Pair
 from preprocess.sources import InvalidInput
+from r1reward_verl.prompt import build_table1_prompt
 
 IMAGE_TYPE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
 MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -39,6 +41,31 @@ RL_SCHEMA = pa.schema(
     ]
 )
 SFT_SCHEMA = pa.schema([("messages", MESSAGES_TYPE), ("images", IMAGE_TYPE), ("id", pa.string()), ("label", pa.string())])
+ABILITY = "reward_modeling"
+
+
+def rl_row(p: Pair, index: int, split: str, swapped: bool, data_source: str) -> dict:
+    prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
+    return {
+        "data_source": data_source,
+        "prompt": [{"role": "user", "content": prompt}],
+        "images": p.images,
+        "ability": ABILITY,
+        "reward_model": {"style": "rule", "ground_truth": str(p.preferred)},
+        "extra_info": {"index": index, "id": p.id, "question": p.question, "source": p.source, "swapped": swapped,
+                       "attempts": p.attempts, "sanitized": p.sanitized, "split": split},  # fmt: skip
+    }
+
+
+def sft_row(p: Pair) -> dict:
+    prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
+    answer = f"<think>{p.reasoning.strip()}</think><answer>{p.preferred}</answer>"
+    return {
+        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
+        "images": p.images,
+        "id": p.id,
+        "label": str(p.preferred),
+    }
 
 
 def rl_table(rows: list[dict]) -> pa.Table:

@@ -2,7 +2,8 @@
 
     python -m preprocess.pairs --input pairs.jsonl [--input more.parquet | SHARDS_DIR | yifanzhang114/R1-Reward-RL]
         --out DIR [--val-fraction 0.02] [--seed 0] [--skip-invalid] [--allow-empty] [--difficulty-filter] [--no-dedup]
-        [--sft-out SFT_DIR]
+        [--sft-out SFT_DIR] [--max-pixels N] [--processor MODEL --max-prompt-tokens N --max-sft-tokens N]
+        [--max-images 4] [--drop-overlong]
 
 Writes ``DIR/train.parquet`` and ``DIR/val.parquet`` (RL) and, with ``--sft-out``, ``SFT_DIR/train.parquet``
 and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summary.json`` in all cases.
@@ -29,6 +30,14 @@ and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summ
 * Bad input stops with an error naming the file and row; ``--skip-invalid`` skips and counts it by
   reason (e.g. ``identical_responses``: the two responses are the same text, whitespace aside, so
   there is nothing to prefer). Always: read = written + rejected, printed and saved in ``summary.json``.
+* Limits (``preprocess.tokens``): with ``--processor``, each row's tokens are counted as verl 0.9.1 counts
+  them at load time (RL: ``RLHFDataset``'s overlong-prompt filter; SFT: ``MultiTurnSFTDataset``'s sequence),
+  by verl's own dataset methods. RL rows over ``--max-prompt-tokens`` or ``--max-images`` (default 4, the
+  configs' ``rollout.limit_images``) and SFT rows over ``--max-sft-tokens`` are counted and reported (stderr,
+  ``over_limit``, ``first_over_limit_rows`` and ``longest`` in ``summary.json``) and kept; with
+  ``--drop-overlong`` they are dropped and counted as rejected (``overlong_prompt``, ``too_many_images``;
+  ``sft_rejected_by_reason``: ``overlong_sft``), a dropped RL row leaving its label target to the next row.
+  The RL and SFT rows of a pair are judged each on its own limits.
 * Streaming: rows are read in batches and written in row groups, with memory bounded by the batch
   size (plus a 16-byte digest per row for de-duplication and duplicate ids). Outputs are written to
   temporary files and renamed at the end, so a crash or a refused run never leaves a file that looks
@@ -48,8 +57,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from preprocess import records
-from preprocess.outputs import (  # noqa: F401  (the schemas are part of this module's interface)
+from preprocess import records, tokens
+from preprocess.outputs import (  # noqa: F401  (the schemas and row builders are part of this module's interface)
+    ABILITY,
     IMAGE_TYPE,
     MESSAGES_TYPE,
     RL_SCHEMA,
@@ -57,7 +67,9 @@ from preprocess.outputs import (  # noqa: F401  (the schemas are part of this mo
     AtomicParquet,
     commit_all,
     prepare_out_dirs,
+    rl_row,
     rl_table,
+    sft_row,
 )
 from preprocess.records import (
     BadRow,
@@ -66,15 +78,10 @@ from preprocess.records import (
     RawRow,
     base_dir_of,
     check_inputs,
-    detect_format,
     iter_raw_rows,
-    normalize_pair,
-    normalize_r1reward_rl,
 )
+from preprocess.workers import normalized, setup, start_pool
 from r1reward_verl.cli import ArgumentParser, cli_main, int_at_least, positive_int
-from r1reward_verl.prompt import build_table1_prompt
-
-ABILITY = "reward_modeling"
 
 
 @dataclass
@@ -90,6 +97,8 @@ class Summary:
     sft_written: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=dict)  # first file:row per rejection reason
     empty_inputs: list = field(default_factory=list)  # inputs with no rows (--allow-empty)
+    sft_rejected: Counter = field(default_factory=Counter)  # SFT rows dropped over --max-sft-tokens
+    limits: dict = field(default_factory=dict)  # tokens.LimitReport.as_dict()
 
     def as_dict(self) -> dict:
         return {
@@ -105,7 +114,9 @@ class Summary:
             "sanitized_placeholders": self.sanitized,
             "resized_images": self.resized_images,
             "sft_written_by_split": dict(self.sft_written),
+            "sft_rejected_by_reason": dict(self.sft_rejected),
             "empty_inputs": self.empty_inputs,
+            **self.limits,
             "balanced": self.read == sum(self.written.values()) + sum(self.rejected.values()),
         }
 
@@ -132,10 +143,15 @@ class Balancer:
         self.rng = random.Random(seed)
         self.pending: list[int] = []
 
-    def next_target(self) -> int:
+    def peek(self) -> int:
+        """The next target without taking it (a row dropped over a limit leaves it to the next row)."""
         if not self.pending:
             self.pending = [1, 2]
             self.rng.shuffle(self.pending)
+        return self.pending[-1]
+
+    def next_target(self) -> int:
+        self.peek()
         return self.pending.pop()
 
 
@@ -150,80 +166,6 @@ def _free_id(base: str, taken: set[str]) -> str:
     while f"{base}-{k}" in taken:
         k += 1
     return f"{base}-{k}"
-
-
-def rl_row(p: Pair, index: int, split: str, swapped: bool, data_source: str) -> dict:
-    prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
-    return {
-        "data_source": data_source,
-        "prompt": [{"role": "user", "content": prompt}],
-        "images": p.images,
-        "ability": ABILITY,
-        "reward_model": {"style": "rule", "ground_truth": str(p.preferred)},
-        "extra_info": {"index": index, "id": p.id, "question": p.question, "source": p.source, "swapped": swapped,
-                       "attempts": p.attempts, "sanitized": p.sanitized, "split": split},  # fmt: skip
-    }
-
-
-def sft_row(p: Pair) -> dict:
-    prompt = build_table1_prompt(p.question, p.response_1, p.response_2, num_images=len(p.images))
-    answer = f"<think>{p.reasoning.strip()}</think><answer>{p.preferred}</answer>"
-    return {
-        "messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}],
-        "images": p.images,
-        "id": p.id,
-        "label": str(p.preferred),
-    }
-
-
-def _normalize_one(raw: RawRow, fmt: str, base_dir: str):
-    try:
-        if isinstance(raw.data, BadRow):
-            raise raw.data
-        if fmt == "auto":
-            fmt = detect_format(raw.data)
-        if fmt == "r1reward_rl":
-            return normalize_r1reward_rl(raw.data, base_dir)
-        return normalize_pair(raw.data, base_dir)
-    except BadRow as e:
-        return e
-
-
-def _normalize_chunk(args) -> list:
-    chunk, fmt, base_dir = args
-    return [_normalize_one(raw, fmt, base_dir) for raw in chunk]
-
-
-def _normalized(rows, fmt: str, base_dir: str, pool, workers: int = 1, chunk_size: int = 256):
-    """(raw, Pair or BadRow) in input order; with a pool, chunks are normalized in worker processes.
-
-    The format of a source is fixed by its first row (``auto``), so every chunk uses the same one.
-    """
-    if pool is None:
-        for raw in rows:
-            if fmt == "auto" and not isinstance(raw.data, BadRow):
-                fmt = detect_format(raw.data)
-            yield raw, _normalize_one(raw, fmt, base_dir)
-        return
-    import itertools
-
-    rows = iter(rows)
-    first = list(itertools.islice(rows, 1))
-    if fmt == "auto" and first and not isinstance(first[0].data, BadRow):
-        fmt = detect_format(first[0].data)
-
-    from collections import deque
-
-    it = itertools.chain(first, rows)
-    inflight: deque = deque()  # bounded: at most 4 chunks per worker in flight
-    while chunk := list(itertools.islice(it, chunk_size)):
-        inflight.append((chunk, pool.apply_async(_normalize_chunk, ((chunk, fmt, base_dir),))))
-        if len(inflight) >= 4 * workers:
-            done_chunk, result = inflight.popleft()
-            yield from zip(done_chunk, result.get())
-    while inflight:
-        done_chunk, result = inflight.popleft()
-        yield from zip(done_chunk, result.get())
 
 
 def convert(
@@ -243,18 +185,27 @@ def convert(
     progress: bool = True,
     workers: int = 1,
     max_pixels: Optional[int] = None,
+    processor: Optional[str] = None,
+    max_prompt_tokens: Optional[int] = None,
+    max_sft_tokens: Optional[int] = None,
+    max_images: Optional[int] = 4,
+    drop_overlong: bool = False,
 ) -> dict:
     """Convert ``inputs`` into verl parquet under ``out`` (see the module docstring). Returns the summary.
 
     Raises ValueError for a ``val_fraction`` or ``max_pixels`` out of range; InvalidInput (a UserError)
     for an input or output directory that cannot be used (MissingInput, also a FileNotFoundError, for a
-    missing input), all before anything is written; and InvalidInput for an unreadable file, a bad row
+    missing input), a limit below 1, a token limit without ``processor`` or a processor that cannot be
+    loaded, all before anything is written; and InvalidInput for an unreadable file, a bad row
     (unless ``skip_invalid``) or an empty input or result (unless ``allow_empty``), leaving earlier outputs.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    records.set_max_pixels(max_pixels)
+    limits = tokens.Limits(processor, max_prompt_tokens, max_sft_tokens, max_images, drop_overlong)
+    setup(max_pixels, processor, sft_out is not None, difficulty_filter)
     sources = check_inputs(inputs, fmt)
+    if processor is not None:
+        tokens.counter()  # loaded (or refused, naming --processor) before anything is written
     prepare_out_dirs(out, sft_out, sources)
     out = Path(out)
     records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
@@ -264,6 +215,7 @@ def convert(
         sft_writers = {s: AtomicParquet(Path(sft_out) / f"{s}.parquet", SFT_SCHEMA, rows_per_group) for s in ("train", "val")}
     balancers = {"train": Balancer(seed), "val": Balancer(seed + 1)}
     summary = Summary()
+    report = tokens.LimitReport(limits)
     seen_ids: set[str] = set()
     seen_content: set[bytes] = set()
     index = 0
@@ -274,22 +226,19 @@ def convert(
         bar = tqdm(desc="pairs", unit=" rows", mininterval=1.0, file=sys.stderr)
 
     def reject(raw: RawRow, reason: str, message: str) -> None:
-        if not skip_invalid and reason not in ("duplicate_content", "difficulty_filtered"):
+        if not skip_invalid and reason not in ("duplicate_content", "difficulty_filtered", *tokens.LIMITS):
             raise InvalidInput(f"{raw.file}: row {raw.row}: {reason}: {message} (use --skip-invalid to skip and count)")
         summary.rejected[reason] += 1
         summary.examples.setdefault(reason, f"{raw.file}:{raw.row}: {message}")
 
     pool = None
     if workers > 1:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(workers, initializer=records.set_max_pixels, initargs=(max_pixels,))
+        pool = start_pool(workers, max_pixels, processor, sft_out is not None, difficulty_filter)
     try:
         for source in sources:
             base_dir = base_dir_of(source)
             read_before = summary.read
-            for raw, pair in _normalized(iter_raw_rows(source), fmt, base_dir, pool, workers):
+            for raw, pair in normalized(iter_raw_rows(source), fmt, base_dir, pool, workers):
                 summary.read += 1
                 if bar is not None:
                     bar.update(1)
@@ -317,11 +266,20 @@ def convert(
                     seen_content.add(key)
 
                 split = split_of(pair.id, seed, val_fraction)
+                where = f"{raw.file}:{raw.row} (id {pair.id})"
                 if sft_writers and pair.reasoning is not None:  # in the order the reasoning was written for
-                    sft_writers[split].add(sft_row(pair))
-                    summary.sft_written[split] += 1
-                    summary.sft_labels[split][pair.preferred] += 1
-                swapped = balancers[split].next_target() != pair.preferred
+                    if report.sft(pair, where) and drop_overlong:
+                        summary.sft_rejected["overlong_sft"] += 1
+                    else:
+                        sft_writers[split].add(sft_row(pair))
+                        summary.sft_written[split] += 1
+                        summary.sft_labels[split][pair.preferred] += 1
+                swapped = balancers[split].peek() != pair.preferred
+                over = report.rl(pair, swapped, where)
+                if over and drop_overlong:  # the label target stays for the next row: the balance holds
+                    reject(raw, *over)
+                    continue
+                balancers[split].next_target()
                 if swapped:
                     swap(pair)
                     summary.swapped += 1
@@ -348,6 +306,7 @@ def convert(
             bar.close()
         if pool is not None:
             pool.terminate()
+    summary.limits = report.as_dict()
     result = summary.as_dict()
     assert result["balanced"], result
     tmp = out / ".summary.json.tmp"
@@ -396,17 +355,42 @@ def main(argv=None) -> int:
                         help="downscale images above this many pixels (width x height, aspect kept; at least 784); "
                              "bounds the image tokens of Qwen2.5-VL (28x28 pixels per token), e.g. 1003520 = 1280 "
                              "tokens")  # fmt: skip
+    parser.add_argument("--processor",
+                        help="the policy's HF processor (checkpoint directory or hub id, e.g. "
+                             "Qwen/Qwen2.5-VL-7B-Instruct): count each row's tokens as verl's datasets do "
+                             "(the longest in summary.json)")  # fmt: skip
+    parser.add_argument("--max-prompt-tokens", type=positive_int,
+                        help="RL prompts (chat template + image tokens) over this many tokens are reported (the "
+                             "configs' data.max_prompt_length: 8192); needs --processor")  # fmt: skip
+    parser.add_argument("--max-sft-tokens", type=positive_int,
+                        help="SFT rows (prompt + image tokens + reasoning answer) over this many tokens are reported "
+                             "(r1reward_sft.yaml's data.max_length: 8192); needs --processor")  # fmt: skip
+    parser.add_argument("--max-images", type=positive_int, default=4,
+                        help="RL rows with more images are reported (the configs' rollout.limit_images; default 4)")
+    parser.add_argument("--drop-overlong", action=argparse.BooleanOptionalAction, default=False,
+                        help="drop the rows over --max-prompt-tokens, --max-sft-tokens or --max-images and count "
+                             "them as rejected (overlong_prompt, overlong_sft, too_many_images); default: keep them "
+                             "and report")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.processor is None:
+        for flag in ("max_prompt_tokens", "max_sft_tokens"):
+            if getattr(args, flag) is not None:
+                parser.error(f"argument --{flag.replace('_', '-')}: needs --processor to count tokens as verl does")
     s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
                 skip_invalid=args.skip_invalid, allow_empty=args.allow_empty,
                 difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
                 data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
-                workers=args.workers, max_pixels=args.max_pixels)  # fmt: skip
+                workers=args.workers, max_pixels=args.max_pixels, processor=args.processor,
+                max_prompt_tokens=args.max_prompt_tokens, max_sft_tokens=args.max_sft_tokens,
+                max_images=args.max_images, drop_overlong=args.drop_overlong)  # fmt: skip
+    for line in tokens.warning_lines(s):
+        print(line, file=sys.stderr)
     empty = f"; empty inputs {len(s['empty_inputs'])}" if s["empty_inputs"] else ""
     print(f"read {s['read']} = written {s['written']} {s['written_by_split']} + rejected {s['rejected']} "
           f"{s['rejected_by_reason']}; labels {s['labels_by_split']}; swapped {s['swapped']}; "
-          f"SFT {s['sft_written_by_split']}{empty}; summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
+          f"SFT {s['sft_written_by_split']}{tokens.summary_text(s)}{empty}; "
+          f"summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
     return 0
 
 

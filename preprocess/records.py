@@ -66,6 +66,10 @@ class Pair:
     sanitized: bool = False  # literal <image>/<video>/<audio> in the text were defused
     resized_images: int = 0  # images downscaled to max_pixels
     extra: dict = field(default_factory=dict)
+    # set by preprocess.pairs with --processor (preprocess.tokens): the RL prompt's tokens as written
+    # (responses in this order, and swapped), the SFT row's
+    prompt_tokens: Optional[tuple[int, int]] = None
+    sft_tokens: Optional[int] = None
 
 
 def detect_format(rec: dict) -> str:
