@@ -10,6 +10,9 @@ import base64
 import contextlib
 import io
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -23,6 +26,7 @@ def b64(size) -> str:
     return base64.b64encode(png(size=size)).decode()
 
 
+REPO = Path(__file__).resolve().parents[1]
 BIG, SMALL = (600, 600), (28, 28)  # the tiny processor: 16 and 4 image tokens (its max and min)
 
 
@@ -176,3 +180,35 @@ def test_cli_processor_that_cannot_be_loaded_is_one_line_before_any_output(tmp_p
     says = f"error: --processor {tmp_path / 'not_a_model'}: cannot be loaded as a multimodal processor"
     assert one_line(err).startswith(says)
     assert not (tmp_path / "out").exists()
+
+
+
+def script_commands(tmp_path, name: str, *flags, **env) -> list[list[str]]:
+    """The commands ``examples/NAME`` runs, with a stand-in for ``$PYTHON`` that only records its arguments."""
+    tmp_path.mkdir(exist_ok=True)
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\nprintf "%s\\037" "$@" >> "$ARGS_FILE"; printf "\\n" >> "$ARGS_FILE"\n')
+    fake.chmod(0o755)
+    log = tmp_path / "args.log"
+    env = {**os.environ, "PYTHON": str(fake), "ARGS_FILE": str(log), **env}
+    res = subprocess.run(["bash", str(REPO / "examples" / name), *flags], env=env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    return [line.rstrip("\x1f").split("\x1f") for line in log.read_text().splitlines()]
+
+
+def test_example_scripts_bound_count_and_drop_by_default_and_the_user_flags_come_last(tmp_path):
+    common = ["--max-pixels", "1003520", "--max-images", "4", "--drop-overlong"]
+    (cmd,) = script_commands(tmp_path / "rl", "prepare_rl_data.sh", "--max-prompt-tokens", "20480",
+                             "--no-drop-overlong", R1R_DATA_DIR="/out", R1R_BASE_MODEL="", R1R_RL_INPUT="in")  # fmt: skip
+    assert cmd == ["-m", "preprocess.pairs", "--input", "in", "--out", "/out", "--val-fraction", "0.02", *common,
+                   "--processor", "Qwen/Qwen2.5-VL-7B-Instruct", "--max-prompt-tokens", "8192",
+                   "--max-prompt-tokens", "20480", "--no-drop-overlong"]  # the user's flags last: argparse takes them
+    (cmd,) = script_commands(tmp_path / "rl0", "prepare_rl_data.sh", R1R_DATA_DIR="/out", R1R_PROCESSOR="")
+    assert "--processor" not in cmd and "--max-prompt-tokens" not in cmd and cmd[-5:] == common
+    env = dict(R1R_PAIRS="p.jsonl", R1R_SFT_DIR=str(tmp_path / "sft"), R1R_DATA_DIR="/rl", R1R_PROCESSOR="/ckpt")
+    annotate, pairs = script_commands(tmp_path / "sft", "make_sft_data.sh", "--workers", "8", **env)
+    assert annotate[:2] == ["-m", "preprocess.annotate"]
+    assert pairs == ["-m", "preprocess.pairs", "--input", str(tmp_path / "sft" / "annotated.jsonl"), "--out", "/rl",
+                     "--sft-out", str(tmp_path / "sft"), "--difficulty-filter", *common, "--processor", "/ckpt",
+                     "--max-prompt-tokens", "8192", "--max-sft-tokens", "8192", "--workers", "8"]  # fmt: skip
