@@ -14,7 +14,8 @@ and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summ
 * RL labels are balanced 1:1 per split by swapping the two responses (seeded; each row records
   ``swapped``). SFT rows keep the order their reasoning was written for (a reasoning names the
   responses by position); the annotator (``preprocess.annotate``) balances before it asks.
-* ``--difficulty-filter``: keep rows the annotator needed >= 2 attempts for, or failed (paper: "RL Training Data").
+* ``--difficulty-filter``: keep RL rows the annotator needed >= 2 attempts for, or failed (paper: "RL Training Data");
+  the SFT output (``--sft-out``) keeps every row with a reasoning (the cold start learns from all pairs).
 * De-duplication of identical pairs (question, both responses in either order, image bytes).
 * The train/val split is a seeded hash of the id, so it is stable whatever the input order or size.
 * R1-Reward-RL rows have no id: each gets ``rl-`` + a digest of its cells (``records.derived_id``), so
@@ -251,13 +252,9 @@ def convert(
                     reject(raw, "duplicate_id", f"id {pair.id!r} appeared before")
                     continue
                 seen_ids.add(pair.id)
-                if difficulty_filter:
-                    if pair.attempts is None:
-                        reject(raw, "missing_attempts", "--difficulty-filter needs 'attempts' on every row")
-                        continue
-                    if pair.attempts != "failed" and int(pair.attempts) < 2:
-                        reject(raw, "difficulty_filtered", f"attempts={pair.attempts} (< 2)")
-                        continue
+                if difficulty_filter and pair.attempts is None:
+                    reject(raw, "missing_attempts", "--difficulty-filter needs 'attempts' on every row")
+                    continue
                 if dedup:
                     key = content_key(pair)
                     if key in seen_content:
@@ -274,6 +271,10 @@ def convert(
                         sft_writers[split].add(sft_row(pair))
                         summary.sft_written[split] += 1
                         summary.sft_labels[split][pair.preferred] += 1
+                # the paper's split (§4.3): the cold start learns from every pair, RL from the hard ones only
+                if difficulty_filter and pair.attempts != "failed" and int(pair.attempts) < 2:
+                    reject(raw, "difficulty_filtered", f"attempts={pair.attempts} (< 2)")
+                    continue
                 swapped = balancers[split].peek() != pair.preferred
                 over = report.rl(pair, swapped, where)
                 if over and drop_overlong:  # the label target stays for the next row: the balance holds

@@ -145,16 +145,15 @@ def counter() -> Optional[TokenCounter]:
 
 def count_pair(pair) -> None:
     """With a counter: set ``pair.prompt_tokens`` (the RL prompt with the responses in this order, and swapped)
-    and ``pair.sft_tokens`` (its SFT row, if SFT rows are written and it has a reasoning), except for a row
-    ``--difficulty-filter`` will reject."""
+    and ``pair.sft_tokens`` (its SFT row, if SFT rows are written and it has a reasoning); the RL prompt is not
+    counted for a row ``--difficulty-filter`` keeps out of the RL output."""
     c = counter()
     if c is None:
         return
     easy = pair.attempts is None or (pair.attempts != "failed" and int(pair.attempts) < 2)
-    if _COUNTING["difficulty_filter"] and easy:
-        return
-    swapped = dataclasses.replace(pair, response_1=pair.response_2, response_2=pair.response_1)
-    pair.prompt_tokens = tuple(c.rl_prompt_tokens(rl_row(pair, 0, "", False, ""), rl_row(swapped, 0, "", True, "")))
+    if not (_COUNTING["difficulty_filter"] and easy):  # an easy row is an SFT row only
+        swapped = dataclasses.replace(pair, response_1=pair.response_2, response_2=pair.response_1)
+        pair.prompt_tokens = tuple(c.rl_prompt_tokens(rl_row(pair, 0, "", False, ""), rl_row(swapped, 0, "", True, "")))
     if _COUNTING["sft"] and pair.reasoning is not None:
         pair.sft_tokens = c.sft_tokens(sft_row(pair))
 

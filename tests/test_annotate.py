@@ -108,7 +108,9 @@ def test_attempts_reasoning_balance_and_sft_pipeline(tmp_path, monkeypatch):
     summary = convert([str(tmp_path / "ann.jsonl")], tmp_path / "rl", sft_out=tmp_path / "sft", val_fraction=0.0,
                       difficulty_filter=True, progress=False)  # fmt: skip
     assert summary["written"] == 12 and summary["rejected_by_reason"] == {"difficulty_filtered": 4}
-    assert summary["sft_written_by_split"] == {"train": 12 - 4}  # failed rows have no reasoning
+    # the cold start learns from every pair with a reasoning, the easy ones too (only the RL set is filtered);
+    # failed rows have none
+    assert summary["sft_written_by_split"] == {"train": 16 - 4}
 
 
 def test_resume_after_crash(tmp_path):

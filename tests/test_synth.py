@@ -118,7 +118,10 @@ def test_through_preprocess_pairs(data, tmp_path):
     assert Counter(r["reward_model"]["ground_truth"] for r in hard) == {"1": 10, "2": 10}
     s = json.loads((tmp_path / "rl_hard" / "summary.json").read_text())
     assert s["rejected_by_reason"] == {"difficulty_filtered": 20} and s["read"] == N_TRAIN
-    assert pq.read_table(tmp_path / "sft_hard" / "train.parquet").num_rows == 0  # no reasoning on hard rows
+    # ... for the RL set only: the cold start still learns from every row with a reasoning (the easy ones here),
+    # as in one call of examples/make_sft_data.sh
+    sft_one_call = pq.read_table(tmp_path / "sft_hard" / "train.parquet").to_pylist()
+    assert sorted(r["id"] for r in sft_one_call) == sorted(r["id"] for r in sft) and len(sft_one_call) == 20
 
     # with a validation split the counts still add up and nothing is a duplicate
     assert pairs_main(["--input", inp, "--out", str(tmp_path / "rl_val"), "--val-fraction", "0.25", "--no-progress"]) == 0
@@ -130,7 +133,7 @@ def test_reasoning_on_all(tmp_path):
     synth.write_dataset(tmp_path / "d", 30, 4, seed=2, hard_frac=0.6, reasoning_on="all")
     rows = _jsonl(tmp_path / "d" / "pairs.jsonl")
     assert all(("reasoning" in r) == (r["attempts"] != "failed") for r in rows)
-    with_r = sum("reasoning" in r and r["attempts"] != 1 for r in rows)
+    with_r = sum("reasoning" in r for r in rows)  # every row with a reasoning, easy or hard (only RL is filtered)
     assert pairs_main(["--input", str(tmp_path / "d" / "pairs.jsonl"), "--out", str(tmp_path / "rl"), "--sft-out",
                        str(tmp_path / "sft"), "--difficulty-filter", "--val-fraction", "0", "--no-progress"]) == 0  # fmt: skip
     assert pq.read_table(tmp_path / "sft" / "train.parquet").num_rows == with_r > 0
