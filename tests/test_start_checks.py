@@ -245,7 +245,8 @@ import ray
 from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from r1reward_verl.config import RayPerSweepMember, _job_placement_groups, free_gpus
+from r1reward_verl.cluster.release import _job_placement_groups, free_gpus
+from r1reward_verl.config import RayPerSweepMember
 
 
 @ray.remote(num_gpus=1, num_cpus=0)
@@ -265,8 +266,8 @@ class TaskRunner:
 
 
 if sys.argv[2] == "plain":  # the callback as it was: ray.shutdown() only
-    import r1reward_verl.config
-    r1reward_verl.config.release_job_gpus = lambda timeout_s: True
+    import r1reward_verl.cluster.release
+    r1reward_verl.cluster.release.release_job_gpus = lambda timeout_s: True
 shutdown, free_at_shutdown = ray.shutdown, []
 ray.shutdown = lambda: (free_at_shutdown.append(free_gpus()), shutdown())
 trials = []
@@ -315,7 +316,7 @@ import time
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
 
-from r1reward_verl.config import release_job_gpus, wait_for_free_gpus
+from r1reward_verl.cluster.release import release_job_gpus, wait_for_free_gpus
 
 ray.init(address=sys.argv[1], logging_level="ERROR")
 out = {}
@@ -349,7 +350,7 @@ import sys
 import ray
 from ray.util.placement_group import placement_group
 
-from r1reward_verl.config import free_gpus, release_job_gpus
+from r1reward_verl.cluster.release import free_gpus, release_job_gpus
 
 ray.init(address=sys.argv[1], logging_level="ERROR")
 ray.get(placement_group([{"GPU": 1}]).ready())
