@@ -204,6 +204,12 @@ def test_checkpoints_are_bounded(monkeypatch):
     assert (sft.save_freq, sft.max_ckpt_to_keep) == (100, 2)
 
 
+def test_the_overlong_prompt_filter_runs_in_several_processes_on_gpu_nodes():
+    """Defect 10: verl's filter tokenized 17k image rows in one process (tens of minutes); the CPU run keeps one."""
+    assert compose_config("r1reward").data.filter_overlong_prompts_workers == 8
+    assert compose_config("r1reward_cpu").data.filter_overlong_prompts_workers is None
+
+
 def test_the_megatron_extra_brings_vllm():
     import tomllib
 
