@@ -200,9 +200,9 @@ def test_verl_entry_point_composes_the_megatron_run():
     "overrides, ok",
     [
         (["trainer.n_gpus_per_node=8"], True),
-        (["trainer.n_gpus_per_node=8", "trainer.nnodes=2"], True),
+        (["trainer.n_gpus_per_node=8", "trainer.nnodes=2", "trainer.default_local_dir=/shared/ckpt"], True),
         (["trainer.n_gpus_per_node=3"], False),  # 256 prompts cannot be split over 3 GPUs
-        (["trainer.n_gpus_per_node=8", "trainer.nnodes=3"], False),  # nor over 24
+        (["trainer.n_gpus_per_node=8", "trainer.nnodes=3", "trainer.default_local_dir=/shared/ckpt"], False),  # nor over 24
     ],
 )
 def test_gpu_counts_go_through_verls_validation(overrides, ok):
