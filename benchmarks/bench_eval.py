@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support (the media stand-ins)
 
 
 def main(argv=None):
@@ -33,7 +36,7 @@ def main(argv=None):
         args = ap.parse_args(argv)
 
     from r1reward_verl.eval.backends import TransformersBackend
-    from r1reward_verl.eval.fixtures import make_media
+    from tests.support.media import make_media
     from r1reward_verl.eval.loaders import load_benchmark
     from r1reward_verl.eval.runner import build_request, chosen_first
     from r1reward_verl.tiny import build_tiny_qwen25vl

@@ -42,7 +42,7 @@ def test_mm_rlhf_rewardbench_counts_groups_and_videos():
 
 
 def test_real_file_with_drawn_media_loads_video_frames(tmp_path):
-    from r1reward_verl.eval.fixtures import make_media
+    from tests.support.media import make_media
 
     make_media(MMRLHF, tmp_path, frames=40)
     loaded = load_benchmark("mm_rlhf_rewardbench", MMRLHF, tmp_path, max_frames=32)
@@ -80,7 +80,7 @@ def test_bad_rows_stop_with_file_and_row_or_are_counted(tmp_path):
 
 
 def test_every_published_format_loads(tmp_path):
-    from r1reward_verl.eval.fixtures import write_fixture_files
+    from tests.support.media import write_fixture_files
 
     files = write_fixture_files(tmp_path)
     vl = load_benchmark("vl_rewardbench", files["vl_rewardbench_jsonl"])
@@ -201,7 +201,7 @@ def _scored_fixture(directory: Path) -> dict[str, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from r1reward_verl.eval.fixtures import write_fixture_files
+    from tests.support.media import write_fixture_files
 
     files = write_fixture_files(directory)
     words = {k: list(v) if isinstance(v, list) else [v] for k, v in PAIRS.items()}
@@ -296,7 +296,7 @@ def test_openai_backend_against_a_position_biased_judge(tmp_path):
     """A live OpenAI-compatible server that always prefers the first response (greedy) and votes 1,1,2:
     every number of the evaluation follows from the labels alone."""
     from r1reward_verl.eval.backends import OpenAIBackend
-    from r1reward_verl.eval.fixtures import make_media
+    from tests.support.media import make_media
     from r1reward_verl.eval.runner import evaluate
 
     make_media(MMRLHF, tmp_path, frames=3)
@@ -321,7 +321,7 @@ def test_openai_backend_against_a_position_biased_judge(tmp_path):
 def test_eval_example_script_runs_on_a_benchmark_folder(tiny_model_dir, tmp_path):
     import os
 
-    from r1reward_verl.eval.fixtures import write_fixture_files
+    from tests.support.media import write_fixture_files
 
     write_fixture_files(tmp_path / "bench")
     env = {**os.environ, "PYTHON": sys.executable, "R1R_EVAL_MODEL": tiny_model_dir, "R1R_BENCH_DIR": str(tmp_path / "bench"),
@@ -343,7 +343,7 @@ def test_a_crashed_evaluation_resumes_after_its_last_finished_chunk(tmp_path):
     import urllib.request
 
     from r1reward_verl.eval.backends import OpenAIBackend
-    from r1reward_verl.eval.fixtures import make_media
+    from tests.support.media import make_media
     from r1reward_verl.eval.runner import evaluate
 
     make_media(MMRLHF, tmp_path, frames=2)
@@ -387,7 +387,7 @@ def test_eval_prompt_is_the_training_prompt_verl_builds(tmp_path, tiny_model_dir
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
     from preprocess.pairs import convert
-    from r1reward_verl.eval.fixtures import _png
+    from tests.support.media import _png
     from r1reward_verl.eval.loaders import EvalPair
     from r1reward_verl.eval.runner import build_request
 

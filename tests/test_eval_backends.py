@@ -8,7 +8,7 @@ def test_shared_prefix_sampling_matches_plain_generate(tiny_model_dir):
     import torch
 
     from r1reward_verl.eval.backends import TransformersBackend
-    from r1reward_verl.eval.fixtures import _png
+    from tests.support.media import _png
     from r1reward_verl.eval.loaders import EvalPair
     from r1reward_verl.eval.runner import build_request
 
@@ -31,7 +31,7 @@ def test_batched_generation_matches_one_prompt_at_a_time(tiny_model_dir):
     import torch
 
     from r1reward_verl.eval.backends import TransformersBackend
-    from r1reward_verl.eval.fixtures import _png
+    from tests.support.media import _png
     from r1reward_verl.eval.loaders import EvalPair
     from r1reward_verl.eval.runner import build_request
 

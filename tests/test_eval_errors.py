@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from r1reward_verl.eval.__main__ import main
-from r1reward_verl.eval.fixtures import _png, write_fixture_files
+from tests.support.media import _png, write_fixture_files
 from r1reward_verl.eval.loaders import BadInput, load_benchmark
 from tests.servers import closed_port, running_server
 

@@ -1,4 +1,4 @@
-"""Small stand-ins for benchmark media and files, for tests, the CPU demo and benchmarks/bench_eval.py.
+"""Small stand-ins for benchmark media and files, for tests and benchmarks/bench_eval.py (not in the package).
 
 The benchmark files we have carry text and labels only (their images and videos are not
 redistributed): ``make_media`` draws a tiny image at every path a file names, and a few frames in

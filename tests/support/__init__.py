@@ -1,0 +1,1 @@
+"""Helpers tests share (and benchmarks may import): media fixtures, test servers. Nothing in the package imports them."""
