@@ -13,7 +13,7 @@ from preprocess.annotate import annotate, main
 from preprocess.pairs import convert
 from tests.cli_support import one_line, run_main
 from tests.servers import closed_port, running_server
-from tests.test_preprocess import pair, png, write_jsonl
+from tests.support.pairs import pair, png, rows, write_jsonl
 
 
 class Judge:
@@ -66,16 +66,6 @@ class Judge:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
-
-
-def rows(n, need_of):
-    out = []
-    for i in range(n):
-        good, bad = f"answer {i} (correct)", f"answer {i} wrong"
-        pref = 1 + i % 2
-        out.append(pair(i, question=f"Q{i} [need={need_of(i)}]", response_1=good if pref == 1 else bad,
-                        response_2=bad if pref == 1 else good, preferred=pref))  # fmt: skip
-    return out
 
 
 def read_jsonl(path):

@@ -10,8 +10,7 @@ import warnings
 
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
 from tests.servers import held_referee, running_server
-from tests.test_annotate import rows
-from tests.test_preprocess import write_jsonl
+from tests.support.pairs import rows, write_jsonl
 
 
 def _stats(addr) -> dict:

@@ -16,28 +16,7 @@ from PIL import Image
 from preprocess.make_sample import make_sample
 from preprocess.pairs import InvalidInput, convert, main
 from r1reward_verl.prompt import TABLE1_PROMPT
-
-
-def png(colour=(200, 0, 0), size=(16, 16)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def pair(i, **kw):
-    rec = {"id": f"p{i}", "question": f"Question {i}?", "images": [], "response_1": f"first {i}",
-           "response_2": f"second {i}", "preferred": 1 + i % 2}  # fmt: skip
-    rec.update(kw)
-    return rec
-
-
-def write_jsonl(path: Path, records) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
-    return path
-
-
-def read(path) -> list[dict]:
-    return pq.read_table(path).to_pylist()
+from tests.support.pairs import pair, png, read, write_jsonl
 
 
 def test_jsonl_with_every_image_form(tmp_path):

@@ -18,7 +18,7 @@ import pytest
 from preprocess.pairs import main
 from r1reward_verl.prompt import TABLE1_PROMPT
 from tests.cli_support import one_line, run_main
-from tests.test_preprocess import pair, png, read, write_jsonl
+from tests.support.pairs import pair, png, read, write_jsonl
 
 
 def run(capsys, *args) -> tuple[int, str, str]:

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from preprocess.pairs import convert, main
 from tests.cli_support import one_line, run_main
-from tests.test_preprocess import pair, png, read, write_jsonl
+from tests.support.pairs import pair, png, read, write_jsonl
 
 
 def b64(size) -> str:
