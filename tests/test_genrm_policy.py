@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from tests.pairwise_judges import scripted_judge
-from tests.test_reward_loop import _run_worker
+from tests.support.reward_loop import run_worker
 
 ENV = {"R1R_POLICY_DATA": "/nonexistent/policy_qa", "R1R_JUDGE_PATH": "/nonexistent/judge",
        "R1R_JUDGE_URL": "http://127.0.0.1:9/v1"}  # fmt: skip
@@ -80,7 +80,7 @@ def test_policy_qa_through_verls_dataset_and_reward_loop(genrm_env, tiny_model_d
                                                  "actor_rollout_ref.rollout.n=4"])  # fmt: skip
         with open_dict(config):
             config.reward.custom_reward_function.reward_kwargs.judge_base_url = srv.url
-        outs = _run_worker(config, None, items)
+        outs = run_worker(config, None, items)
         stats = dict(srv.stats)
     scores = [o["reward_score"] for o in outs]
     assert scores == pytest.approx([1.0, 0.5, 0.0, 0.0])  # the empty answer is not judged: empty_score 0

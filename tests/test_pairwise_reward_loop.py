@@ -9,7 +9,7 @@ from omegaconf import open_dict
 
 from tests.pairwise_judges import scripted_judge
 from tests.servers import closed_port
-from tests.test_reward_loop import _run_worker, agent_loop_item
+from tests.support.reward_loop import agent_loop_item, run_worker
 
 REFERENCE = "It is a red square."
 ROLLOUTS = {"longer": "The square in the image is clearly red.", "shorter": "Red.", "empty": ""}
@@ -44,7 +44,7 @@ def test_reference_mode_longer_judge(tiny_model_dir, reference_in):
     with scripted_judge("longer") as srv:
         config = _config(tiny_model_dir, judge="endpoint", judge_base_url=srv.url, judge_model="judge")
         items = _items(tiny_model_dir, reference_in)
-        outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
+        outs = dict(zip(items, run_worker(config, None, list(items.values()))))
         texts = list(srv.stats["texts"])
     assert {k: v["reward_score"] for k, v in outs.items()} == {"longer": 1.0, "shorter": 0.0, "empty": 0.0}
     info = outs["longer"]["reward_extra_info"]
@@ -57,7 +57,7 @@ def test_reference_mode_position_biased_judge_gives_half(tiny_model_dir):
     with scripted_judge("first") as srv:
         config = _config(tiny_model_dir, judge_base_url=srv.url, judge_k=3)
         items = _items(tiny_model_dir)
-        outs = dict(zip(items, _run_worker(config, None, [items["longer"], items["shorter"]])))
+        outs = dict(zip(items, run_worker(config, None, [items["longer"], items["shorter"]])))
     assert [v["reward_score"] for v in outs.values()] == [0.5, 0.5]
     assert srv.stats["requests"] == 4 and set(srv.stats["ns"]) == {3}
 
@@ -65,7 +65,7 @@ def test_reference_mode_position_biased_judge_gives_half(tiny_model_dir):
 def test_reference_mode_dead_judge_never_fails_the_batch(tiny_model_dir):
     config = _config(tiny_model_dir, judge_base_url=f"http://127.0.0.1:{closed_port()}/v1", judge_max_retries=1)
     items = _items(tiny_model_dir)
-    outs = _run_worker(config, None, [items["longer"], items["shorter"]])
+    outs = run_worker(config, None, [items["longer"], items["shorter"]])
     for o in outs:
         info = o["reward_extra_info"]
         assert o["reward_score"] == 0.5 and info["pairwise_failed_calls"] == 2 and info["pairwise_attempts"] == 4
@@ -78,7 +78,7 @@ def test_reference_mode_hosted_router_address(tiny_model_dir):
         config = _config(tiny_model_dir, judge="hosted")
         items = _items(tiny_model_dir)
         address = srv.url.removeprefix("http://").removesuffix("/v1")
-        outs = _run_worker(config, address, [items["longer"], items["shorter"]])
+        outs = run_worker(config, address, [items["longer"], items["shorter"]])
     assert [o["reward_score"] for o in outs] == [1.0, 0.0] and srv.stats["requests"] == 4
 
 
@@ -121,7 +121,7 @@ def test_group_round_robin_longer_judge_exact_ranking(tiny_model_dir):
 
     with scripted_judge("longer") as srv:
         config = _group_config(tiny_model_dir, judge_base_url=srv.url)
-        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP))
+        outs = run_worker(config, None, _group_items(tiny_model_dir, GROUP))
         requests = srv.stats["requests"]
     assert [o["reward_score"] for o in outs] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
     assert requests == expected_calls(4, "round_robin") == 4 * 3  # n(n-1) with both orders
@@ -137,7 +137,7 @@ def test_knockout_longer_judge_champion_and_calls(tiny_model_dir):
 
     with scripted_judge("longer") as srv:
         config = _group_config(tiny_model_dir, mode="knockout", judge_base_url=srv.url)
-        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP))
+        outs = run_worker(config, None, _group_items(tiny_model_dir, GROUP))
         requests = srv.stats["requests"]
     scores = [o["reward_score"] for o in outs]
     # the longest wins every match; who meets whom depends on the arrival order (the bracket's seeding)
@@ -148,7 +148,7 @@ def test_knockout_longer_judge_champion_and_calls(tiny_model_dir):
 def test_group_position_biased_judge_gives_everyone_the_same(tiny_model_dir):
     with scripted_judge("first") as srv:
         config = _group_config(tiny_model_dir, judge_base_url=srv.url)
-        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP))
+        outs = run_worker(config, None, _group_items(tiny_model_dir, GROUP))
     assert [o["reward_score"] for o in outs] == [0.5] * 4
     assert sum(o["reward_extra_info"]["pairwise_position_agreement"] for o in outs) == 0
 
@@ -159,7 +159,7 @@ def test_two_groups_at_once_are_judged_apart(tiny_model_dir):
         config = _group_config(tiny_model_dir, n=2, judge_base_url=srv.url)
         a = _group_items(tiny_model_dir, ["Red.", "It is red, clearly."], uid="a")
         b = _group_items(tiny_model_dir, ["It is a red square.", "Red!"], uid="b")
-        outs = _run_worker(config, None, [a[0], b[0], a[1], b[1]])
+        outs = run_worker(config, None, [a[0], b[0], a[1], b[1]])
         requests = srv.stats["requests"]
     assert [o["reward_score"] for o in outs] == [0.0, 1.0, 1.0, 0.0] and requests == 2 * 2
 
@@ -172,7 +172,7 @@ def test_half_failing_judge_is_counted_and_the_step_goes_on(tiny_model_dir):
     fails = lambda r1, r2: len(r1) < len(r2)  # noqa: E731
     with scripted_judge("longer", fail_if=fails) as srv:
         config = _group_config(tiny_model_dir, n=3, judge_base_url=srv.url, judge_max_retries=0)
-        outs = _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:3]))
+        outs = run_worker(config, None, _group_items(tiny_model_dir, GROUP[:3]))
         requests = srv.stats["requests"]
     infos = [o["reward_extra_info"] for o in outs]
     assert [o["reward_score"] for o in outs] == pytest.approx([0.75, 0.5, 0.25])
@@ -249,7 +249,7 @@ def test_group_that_does_not_fill_is_judged_after_the_wait(tiny_model_dir):
 def test_empty_rollout_is_not_judged(tiny_model_dir):
     with scripted_judge("longer") as srv:
         config = _group_config(tiny_model_dir, n=3, judge_base_url=srv.url, empty_score=-1.0)
-        outs = _run_worker(config, None, _group_items(tiny_model_dir, ["", GROUP[0], GROUP[3]]))
+        outs = run_worker(config, None, _group_items(tiny_model_dir, ["", GROUP[0], GROUP[3]]))
         requests = srv.stats["requests"]
     assert [o["reward_score"] for o in outs] == [-1.0, 1.0, 0.0] and requests == 2
 
@@ -257,13 +257,13 @@ def test_empty_rollout_is_not_judged(tiny_model_dir):
 def test_group_mode_refuses_several_reward_workers(tiny_model_dir):
     config = _group_config(tiny_model_dir, workers=2, judge_base_url="http://127.0.0.1:1/v1")
     with pytest.raises(ValueError, match="reward.num_workers=1"):
-        _run_worker(config, None, [])
+        run_worker(config, None, [])
 
 
 def test_group_mode_through_the_reward_function_alone_says_what_to_set(tiny_model_dir):
     config = _config(tiny_model_dir, judge_mode="group", judge_base_url="http://127.0.0.1:1/v1")
     with pytest.raises(ValueError, match="reward.reward_manager.name=pairwise_group"):
-        _run_worker(config, None, _group_items(tiny_model_dir, GROUP[:1]))
+        run_worker(config, None, _group_items(tiny_model_dir, GROUP[:1]))
 
 
 def test_prompt_parts_reads_verls_raw_prompt():
@@ -304,7 +304,7 @@ def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir, tmp_
     image = Image.new("RGB", (56, 56), (215, 35, 35))
     with running_server("tiny", "--model", str(judge)) as addr:
         config = _group_config(tiny_model_dir, n=3, judge="hosted", judge_max_tokens=16)
-        outs = _run_worker(config, addr, _group_items(tiny_model_dir, ["red", "dog", "cat"], prompt_image=image))
+        outs = run_worker(config, addr, _group_items(tiny_model_dir, ["red", "dog", "cat"], prompt_image=image))
         with urllib.request.urlopen(f"http://{addr}/stats", timeout=5) as r:
             stats = json.load(r)
     infos = [o["reward_extra_info"] for o in outs]

@@ -4,19 +4,13 @@ Uses verl's own ``RewardLoopWorker`` (the class verl runs as a Ray actor) and it
 ``run_single``, on ``DataProto`` items built the way verl's agent loop builds them.
 """
 
-import asyncio
-
-import numpy as np
 import pytest
-import torch
-from tensordict import TensorDict
 from verl import DataProto
-from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 from verl.utils import hf_tokenizer
 
-from r1reward_verl.prompt import build_table1_prompt
 from tests.conftest import compose
 from tests.servers import closed_port, held_referee, running_server
+from tests.support.reward_loop import agent_loop_item, run_worker
 
 RESPONSES = {
     "consistent": "<think>Response 2 is vague, Response 1 is better.</think><answer>1</answer>",
@@ -24,48 +18,6 @@ RESPONSES = {
     "wrong": "<think>Response 2 is better.</think><answer>2</answer>",
     "unformatted": "Response 1. <answer>1</answer>",
 }
-
-
-def agent_loop_item(tokenizer, response: str, ground_truth="1", index=0) -> DataProto:
-    """One trajectory as ``AgentLoopWorker._compute_score`` hands it to a reward-loop worker."""
-    question = "What colour is the square?"
-    prompt_text = build_table1_prompt(question, "It is red.", "It is blue.", num_images=0)
-    raw_prompt = [{"role": "user", "content": prompt_text}]
-    prompt_ids = tokenizer.apply_chat_template(raw_prompt, add_generation_prompt=True, tokenize=True, return_dict=False)
-    prompts = torch.tensor(prompt_ids, dtype=torch.int64)
-    responses = torch.tensor(tokenizer(response)["input_ids"] + [tokenizer.eos_token_id], dtype=torch.int64)
-    input_ids = torch.cat([prompts, responses])
-    kwargs = {
-        "data_source": "r1reward",
-        "reward_model": {"style": "rule", "ground_truth": ground_truth},
-        "extra_info": {"question": question, "index": index, "swapped": False},
-        "raw_prompt": raw_prompt,
-        "index": index,
-    }
-    batch = TensorDict(
-        {
-            "prompts": prompts[None],
-            "responses": responses[None],
-            "attention_mask": torch.ones_like(input_ids)[None],
-            "input_ids": input_ids[None],
-            "position_ids": torch.arange(len(input_ids))[None],
-        },
-        batch_size=1,
-    )
-    non_tensor = {k: np.array([v], dtype=object) if isinstance(v, (dict, list)) else np.array([v]) for k, v in kwargs.items()}
-    non_tensor["raw_prompt"] = np.empty(1, dtype=object)
-    non_tensor["raw_prompt"][0] = raw_prompt
-    non_tensor.update(__num_turns__=np.array([1]), tool_extra_fields=np.array([{}], dtype=object),
-                      prompt_len=np.array([len(prompts)]), response_len=np.array([len(responses)]))  # fmt: skip
-    return DataProto(batch=batch, non_tensor_batch=non_tensor)
-
-
-def _run_worker(config, router_address, items):
-    async def go():
-        worker = RewardLoopWorker(config, router_address)  # verl's class; a Ray actor in training
-        return await asyncio.gather(*[worker.compute_score(item) for item in items])
-
-    return asyncio.run(go())
 
 
 def _items(tiny_model_dir):
@@ -82,7 +34,7 @@ def test_endpoint_mode_with_scripted_referee(tiny_model_dir):
         config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, "referee=endpoint",
                          f"reward.custom_reward_function.reward_kwargs.referee_base_url=http://{addr}/v1")  # fmt: skip
         items = _items(tiny_model_dir)
-        outs = dict(zip(items, _run_worker(config, None, list(items.values()))))
+        outs = dict(zip(items, run_worker(config, None, list(items.values()))))
     score = {k: v["reward_score"] for k, v in outs.items()}
     # "unformatted": no format reward, but its reasoning ("Response 1.") agrees with its right answer
     assert score == {"consistent": 2.0, "inconsistent": 1.5, "wrong": 0.5, "unformatted": 1.5}
@@ -97,7 +49,7 @@ def test_hosted_mode_with_live_tiny_qwen25vl_referee(tiny_model_dir):
         config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, "referee=hosted",
                          f"reward.reward_model.model_path={tiny_model_dir}")  # fmt: skip
         items = _items(tiny_model_dir)
-        outs = dict(zip(items, _run_worker(config, addr, list(items.values()))))
+        outs = dict(zip(items, run_worker(config, addr, list(items.values()))))
     for name in ("consistent", "inconsistent"):
         info = outs[name]["reward_extra_info"]
         # the tiny model is random, but constrained decoding (structured_outputs.choice) makes its reply a verdict
@@ -119,7 +71,7 @@ def test_referee_faults_never_fail_the_batch(tiny_model_dir, behaviour):
     def run(url):
         config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", *FAST, *retries,
                          "referee=endpoint", f"{kw}referee_base_url={url}")  # fmt: skip
-        return dict(zip(items, _run_worker(config, None, list(items.values()))))
+        return dict(zip(items, run_worker(config, None, list(items.values()))))
 
     if behaviour == "closed":
         outs = run(f"http://127.0.0.1:{closed_port()}/v1")
@@ -151,4 +103,4 @@ def test_colocated_reward_input_lacks_dataset_fields(tiny_model_dir):
     )
     config = compose("r1reward", f"actor_rollout_ref.model.path={tiny_model_dir}", "referee=off")
     with pytest.raises(KeyError, match="data_source"):
-        _run_worker(config, None, [colocated])
+        run_worker(config, None, [colocated])
