@@ -1,6 +1,5 @@
 """Our Hydra config through verl's own entry point and verl's own validation."""
 
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from verl.utils.config import omega_conf_to_dataclass
 from r1reward_verl.algos import StableReinforceAlgoConfig, StableReinforcePolicyLossConfig
 from r1reward_verl.config import CONFIG_DIR, validate_like_main_ppo
 from tests.conftest import compose
+from tests.support.main_ppo import main_ppo_guarded
 
 
 def test_main_ppo_cfg_job_resolves_with_our_plugins():
@@ -94,17 +94,6 @@ def test_bad_values_fail_the_checks_main_ppo_runs_before_ray(overrides, key, val
     assert names_key_and_value(str(err.value), key, value), str(err.value)
 
 
-RAY_GUARD = """\
-import ray
-
-
-def _refuse(*args, **kwargs):
-    print("R1R-TEST: ray.init reached", flush=True)
-    raise SystemExit(97)
-
-
-ray.init = _refuse
-"""
 
 
 @pytest.mark.parametrize(
@@ -120,7 +109,7 @@ def test_main_ppo_exits_before_ray_on_a_bad_value(tmp_path, override, key, value
     (a sitecustomize on PYTHONPATH turns ray.init into exit 97, so the test can never start Ray)."""
     for name in ("train.parquet", "val.parquet"):  # the start-up check wants the data files to exist
         (tmp_path / name).touch()
-    out = _main_ppo_guarded(tmp_path, "r1reward", override, R1R_POLICY_PATH=str(tmp_path), R1R_DATA_DIR=str(tmp_path))
+    out = main_ppo_guarded(tmp_path, "r1reward", override, R1R_POLICY_PATH=str(tmp_path), R1R_DATA_DIR=str(tmp_path))
     text = out.stdout + out.stderr
     assert "R1R-TEST: ray.init reached" not in text, text[-3000:]
     assert out.returncode == 2 and names_key_and_value(text, key, value), text[-3000:]
@@ -136,19 +125,6 @@ def test_dry_run_rejects_a_value_of_the_wrong_type():
     assert check("r1reward_cpu", ["actor_rollout_ref.actor.optim.lr=2e-6"]).ok  # no R1R_ variable needed
     sft = check("r1reward_sft", ["optim.lr=abc"])
     assert not sft.ok and any(names_key_and_value(n, "optim.lr", "'abc'") for n in sft.notes), sft.notes
-
-
-def _main_ppo_guarded(tmp_path, config: str, *overrides: str, guard: str = RAY_GUARD,
-                      **env_vars: str) -> subprocess.CompletedProcess:  # fmt: skip
-    """``python -m verl.trainer.main_ppo`` with no ``R1R_*`` but ``env_vars``, where ``ray.init`` exits 97 (or does
-    what the sitecustomize ``guard`` makes of it)."""
-    (tmp_path / "guard").mkdir(exist_ok=True)
-    (tmp_path / "guard" / "sitecustomize.py").write_text(guard)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R1R_")}
-    env.update(env_vars, PYTHONPATH=str(tmp_path / "guard"))
-    cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name", config,
-           *overrides]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +145,7 @@ def test_main_ppo_names_a_missing_local_input_in_one_line_before_ray(tmp_path, c
     for name in ("train.parquet", "val.parquet"):
         (tmp_path / name).touch()
     env_vars = {k: v.format(tmp=tmp_path) for k, v in env_vars.items()}
-    out = _main_ppo_guarded(tmp_path, config, **env_vars)
+    out = main_ppo_guarded(tmp_path, config, **env_vars)
     assert "R1R-TEST: ray.init reached" not in out.stdout + out.stderr
     assert out.returncode == 2, out.stderr[-3000:]
     assert "Traceback" not in out.stderr, out.stderr[-3000:]

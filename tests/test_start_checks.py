@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from r1reward_verl.config import compose_config, resolve_for_the_task, validate_like_main_ppo
 from tests.conftest import compose
-from tests.test_hydra_config import _main_ppo_guarded
+from tests.support.main_ppo import main_ppo_guarded
 
 # In run_ppo, where verl calls ray.init and then sends `config` to the TaskRunner actor: without the driver's R1R_*
 # variables (the task reads the config after they changed), save the config run_ppo holds, as Ray would ship it;
@@ -89,7 +89,7 @@ def _handed_over(tmp_path, *args: str, **env_vars: str) -> list[dict]:
     with the :data:`OTHER_NODE` environment."""
     handover = tmp_path / "handover"
     handover.mkdir()
-    out = _main_ppo_guarded(tmp_path, "r1reward", *args, guard=HANDOVER_GUARD, TEST_HANDOVER_DIR=str(handover),
+    out = main_ppo_guarded(tmp_path, "r1reward", *args, guard=HANDOVER_GUARD, TEST_HANDOVER_DIR=str(handover),
                             **env_vars)  # fmt: skip
     assert "R1R-TEST: handed over" in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
     return [_actor_side(handover / f"{i}.pkl") for i in range(len(list(handover.iterdir())))]
@@ -121,7 +121,7 @@ def test_an_interpolation_that_does_not_resolve_stops_main_ppo_in_one_line(tmp_p
     """Resolved in the driver, an unset variable the local-input check does not read is one line, exit 2
     (it used to be a traceback in the TaskRunner actor)."""
     env = _driver_env(tmp_path)
-    out = _main_ppo_guarded(tmp_path, "r1reward", "referee=endpoint", **env)
+    out = main_ppo_guarded(tmp_path, "r1reward", "referee=endpoint", **env)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("r1reward:")]
     assert lines == ["r1reward: not starting: reward.custom_reward_function.reward_kwargs.referee_base_url: cannot "
@@ -186,7 +186,7 @@ def test_the_dry_run_refuses_it_too(monkeypatch):
 
 def test_main_ppo_refuses_a_relative_checkpoint_dir_on_two_nodes_in_one_line(tmp_path):
     env = {k: v for k, v in _driver_env(tmp_path).items() if k != "R1R_CKPT_DIR"}
-    out = _main_ppo_guarded(tmp_path, "r1reward", **env)
+    out = main_ppo_guarded(tmp_path, "r1reward", **env)
     assert "R1R-TEST: ray.init reached" not in out.stdout + out.stderr
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("r1reward:")]
