@@ -6,13 +6,13 @@ tiny Qwen2.5-VL after a cold start made here by verl's SFT trainer (``r1reward_v
 bundled sample pairs with images, vLLM-CPU rollouts with the actor's weights synced in every step.
 
 Each run is a subprocess in its own session; whatever it started (Ray, vLLM, workers) is killed by that
-session id when it ends, also on failure or time-out.
+session id when it ends, also on failure or time-out. ``cpu_dir`` (the cold start) is made once per session
+(tests/conftest.py); these tests write their logs and checkpoints into it.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -45,19 +45,6 @@ def read_metrics(path: Path) -> dict[int, dict]:
     from r1reward_verl.plot import read_jsonl
 
     return read_jsonl(path).by_step()
-
-
-@pytest.fixture(scope="module")
-def cpu_dir(tmp_path_factory):
-    from r1reward_verl.cpu.prepare import prepare, sft_procs
-
-    out = tmp_path_factory.mktemp("cpu")
-    info = prepare(out, epochs=15)
-    losses = info["sft_losses"]
-    assert len(losses) >= 50 and losses[-1] < losses[0] / 4, losses  # the cold start learned something
-    ranks = set(re.findall(r"^\[rank(\d+)\]", (out / "sft.log").read_text(errors="replace"), re.M))
-    assert ("1" in ranks) == (sft_procs(4) == 2), ranks  # data parallel over gloo: 2 ranks on 2 cores
-    return out
 
 
 def test_paper_config_trains_validates_checkpoints_and_resumes(cpu_dir, tmp_path):
