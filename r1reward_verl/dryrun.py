@@ -39,7 +39,8 @@ def sweep_members(name: str, overrides: list[str], config_dir: Path | str = CONF
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     hcfg = compose_config(name, [], config_dir, return_hydra_config=True)
-    params = OmegaConf.to_container(hcfg.hydra.sweeper.get("params") or {}, resolve=False)
+    params = hcfg.hydra.sweeper.get("params")  # None where the config sets none (all but r1reward_ablations)
+    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
     parser = OverridesParser.create()
     # config params first, command line after (the command line wins for the same key)
     merged: dict[str, object] = {}
