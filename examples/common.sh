@@ -27,10 +27,26 @@ dry_run() {
     "$PYTHON" -m r1reward_verl.dryrun --config-path "$CONFIG_PATH" --config-name "$name" --summary "$@"
 }
 
+# multirun_first ARGS...: ARGS with -m/--multirun moved to the front. Hydra's command line (argparse) takes no
+# flag after the first override ("unrecognized arguments"), and the scripts put overrides before the user's own
+# (submit_cluster.sh rl_cpu OVERRIDES... --multirun). Sets the array ARGS.
+multirun_first() {
+    local flag=() rest=() a
+    for a in "$@"; do
+        case "$a" in
+            -m|--multirun) flag=(-m) ;;
+            *) rest+=("$a") ;;
+        esac
+    done
+    ARGS=("${flag[@]}" "${rest[@]}")
+}
+
 # ppo CONFIG_NAME [overrides...]: verl's PPO entry point on one of our configs
 ppo() {
     local name="$1"
     shift
+    multirun_first "$@"
+    set -- "${ARGS[@]}"
     if [[ "${DRY_RUN:-0}" == 1 ]]; then
         dry_run "$name" "$@"
     else
