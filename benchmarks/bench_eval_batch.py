@@ -32,7 +32,7 @@ def main(argv=None):
         ap.set_defaults(**{"pairs": 4, "batch_size": 2, "k": 1, "new_tokens": 2})
         args = ap.parse_args(argv)
 
-    from preprocess.synth import write_dataset
+    from r1reward_verl.demo.synth import write_dataset
     from r1reward_verl.eval.backends import TransformersBackend
     from r1reward_verl.eval.runner import evaluate, read_items
     from r1reward_verl.tiny import build_tiny_qwen25vl

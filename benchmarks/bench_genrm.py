@@ -5,7 +5,7 @@
 Starts the scripted OpenAI-compatible judge on 127.0.0.1 with a fixed latency per request, then for each
 mode judges one group of ``--n`` rollouts and ``--groups`` groups at once (a training step: verl's agent loop
 hands a step's rollouts to the reward manager concurrently) with the manager's scoring
-(``PairwiseGroupRewardManager.score_group``: ``r1reward_verl.pairwise`` round robin / knockout, both orders,
+(``PairwiseGroupRewardManager.score_group``: ``r1reward_verl.judge.core`` round robin / knockout, both orders,
 one judge client with the default cap ``judge_max_concurrency`` = 64). Prints calls per group (with the
 formula), the wall time and the serial time (calls x latency) and their ratio. Goal <= 5 % of serial.
 A knockout's rounds are sequential: one group cannot go below rounds/calls of serial (3/14 for n = 8).
@@ -23,9 +23,9 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from r1reward_verl.pairwise import OpenAIJudge, expected_calls  # noqa: E402
-from r1reward_verl.reward.group_manager import GroupSettings, PairwiseGroupRewardManager  # noqa: E402
-from tests.servers import running_server  # noqa: E402
+from r1reward_verl.judge.core import OpenAIJudge, expected_calls  # noqa: E402
+from r1reward_verl.judge.group_manager import GroupSettings, PairwiseGroupRewardManager  # noqa: E402
+from tests.support.servers import running_server  # noqa: E402
 
 
 def scorer(url: str, mode: str, cap: int) -> PairwiseGroupRewardManager:
@@ -57,7 +57,7 @@ def main(argv=None):
     if args.quick:
         parser.set_defaults(n=4, groups=2, latency=0.01)
         args = parser.parse_args(argv)
-    with running_server("scripted", "--behaviour", "first", "--latency", str(args.latency)) as addr:
+    with running_server("scripted", "--behaviour", "position_biased", "--latency", str(args.latency)) as addr:
         url = f"http://{addr}/v1"
         for mode, sched in (("group", "round_robin"), ("knockout", "knockout")):
             m = scorer(url, mode, args.cap)

@@ -5,10 +5,10 @@
 Generates pair-format JSONL with small PNG images (a pool of ``--images`` files, each referenced by
 several pairs, as in real preference sets where one image has several response pairs), then runs,
 each in its own process so peak RSS is its own:
-* ours: ``preprocess.pairs.convert`` as the CLI runs it by default (streaming, column-wise row
+* ours: ``r1reward_verl.data.pairs.convert`` as the CLI runs it by default (streaming, column-wise row
   groups, a verified-image cache by path), and once more with ``--workers 2``;
 * baseline: ``pandas.read_json(lines=True)`` of the whole file, the same per-row conversion
-  (``preprocess.records.normalize_pair`` + ``preprocess.pairs.rl_row``) over all rows in memory,
+  (``r1reward_verl.data.records.normalize_pair`` + ``r1reward_verl.data.pairs.rl_row``) over all rows in memory,
   reading and checking every image it meets (no cache), then ``DataFrame.to_parquet``.
 RSS of ours is the main process (the one that grows with the input); each worker holds one chunk.
 Prints rows/s and peak RSS of both and their ratios at ``--rows``, and ours at ``--small-rows`` to
@@ -34,9 +34,9 @@ import sys, time, resource
 from pathlib import Path
 import pandas as pd
 sys.path.insert(0, sys.argv[3])
-from preprocess import records
-from preprocess.records import normalize_pair
-from preprocess.pairs import rl_row, RL_SCHEMA
+from r1reward_verl.data import records
+from r1reward_verl.data.records import normalize_pair
+from r1reward_verl.data.pairs import rl_row, RL_SCHEMA
 records._FILE_IMAGES.max_bytes = 0  # the straightforward version reads and checks every image it meets
 import pyarrow as pa
 t0 = time.perf_counter()
@@ -53,7 +53,7 @@ print(len(rows), time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SE
 OURS = r"""
 import sys, time, resource
 sys.path.insert(0, sys.argv[3])
-from preprocess.pairs import convert
+from r1reward_verl.data.pairs import convert
 t0 = time.perf_counter()
 s = convert([sys.argv[1]], sys.argv[2], val_fraction=0.0, progress=False, workers=int(sys.argv[4]))
 print(s["written"], time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

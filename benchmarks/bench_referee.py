@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from r1reward_verl.reward.parse import parse_output  # noqa: E402
 from reward_fns.r1_reward import compute_score  # noqa: E402
-from tests.servers import running_server  # noqa: E402
+from tests.support.servers import running_server  # noqa: E402
 
 WORDS = "response image answer better detail accurate hallucination question colour object shows describes".split()
 

@@ -30,7 +30,7 @@ def main(argv=None):
         ap.set_defaults(steps=2, batch=4)
         args = ap.parse_args(argv)
 
-    from r1reward_verl.cpu.prepare import sft_procs
+    from r1reward_verl.cpu.sft import sft_procs
 
     n = sft_procs(args.batch)
     bf16, fp32 = "bf16 autocast (verl's default)", "fp32 (ours)"

@@ -31,7 +31,7 @@ def main(argv=None):
         ap.set_defaults(steps=2, batch=4)
         args = ap.parse_args(argv)
 
-    from r1reward_verl.cpu.prepare import sft_procs
+    from r1reward_verl.cpu.sft import sft_procs
 
     procs = sft_procs(args.batch)
     secs, loss = time_sft({f"{n} process(es)": (n, []) for n in sorted({1, procs})}, args.steps, args.batch,
@@ -45,7 +45,7 @@ def time_sft(settings: dict[str, tuple[int, list[str]]], steps: int, batch: int,
     """verl's SFT trainer on the miniature's cold start (seed 0, lr 2e-3), once per ``{label: (processes, extra
     overrides)}``; prints a line per run. Returns ``({label: seconds}, {label: last logged loss})``."""
     from r1reward_verl import demo
-    from r1reward_verl.cpu.prepare import sft_command, sft_losses
+    from r1reward_verl.cpu.sft import sft_command, sft_losses
 
     with tempfile.TemporaryDirectory() as tmp:
         wd = Path(tmp)

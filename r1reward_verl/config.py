@@ -18,7 +18,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO_ROOT / "hydra_configs"
+# a source checkout (editable install) has hydra_configs/ at its top; an installed wheel inside the package
+CONFIG_DIR = next((d for d in (REPO_ROOT / "hydra_configs", Path(__file__).resolve().parent / "hydra_configs")
+                   if (d / "r1reward.yaml").is_file()), REPO_ROOT / "hydra_configs")  # fmt: skip
 
 
 def compose_config(name: str = "r1reward", overrides: Sequence[str] = (), config_dir: Path | str = CONFIG_DIR,

@@ -101,11 +101,11 @@ VLLM_CPU_HEAD_DIM = 32
 
 
 def task_corpus(name: str | None) -> list[str]:
-    """Extra tokenizer sentences by name: ``None``/``"none"`` -> none, ``"synth"`` -> ``preprocess.synth.corpus()``."""
+    """Extra tokenizer sentences by name: ``None``/``"none"`` -> none, ``"synth"`` -> ``r1reward_verl.demo.synth.corpus()``."""
     if name in (None, "", "none"):
         return []
     if name == "synth":
-        from preprocess.synth import corpus
+        from r1reward_verl.demo.synth import corpus
 
         return corpus()
     raise ValueError(f"unknown task corpus {name!r}: expected 'none' or 'synth'")
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--head-dim", type=positive_int, default=16,
                         help=f"attention head size; {VLLM_CPU_HEAD_DIM} for vLLM-CPU rollouts (verl's trainer on CPU)")
     parser.add_argument("--task-corpus", choices=["none", "synth"], default="none",
-                        help="also train the tokenizer on a task's sentences (synth: preprocess.synth's colour task)")
+                        help="also train the tokenizer on a task's sentences (synth: r1reward_verl.demo.synth's colour task)")
     parser.add_argument("--layers", type=positive_int, default=2, help="text decoder layers")
     parser.add_argument("--hidden", type=positive_int, default=HIDDEN, help="text model width")
     parser.add_argument("--vocab-size", type=positive_int, default=VOCAB_TARGET, help="BPE vocabulary size target")

@@ -29,7 +29,8 @@ def cpu_dir(tmp_path_factory):
     """What ``hydra_configs/r1reward_cpu.yaml`` reads (R1R_CPU_DIR), made once per test session by
     ``r1reward_verl.cpu.prepare``: the tiny Qwen2.5-VL, the sample data and the cold start by verl's SFT trainer
     (2-3 min). tests/test_cpu_trainer.py runs in it; tests/test_two_nodes.py reads it from a directory of its own."""
-    from r1reward_verl.cpu.prepare import prepare, sft_procs
+    from r1reward_verl.cpu.prepare import prepare
+    from r1reward_verl.cpu.sft import sft_procs
 
     out = tmp_path_factory.mktemp("cpu")
     info = prepare(out, epochs=15)

@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from preprocess.annotate import annotate, main
-from preprocess.pairs import convert
+from r1reward_verl.data.annotate import annotate, main
+from r1reward_verl.data.pairs import convert
 from tests.cli_support import one_line, run_main
-from tests.servers import closed_port, running_server
+from tests.support.servers import closed_port, running_server
 from tests.support.pairs import pair, png, rows, write_jsonl
 
 
@@ -76,7 +76,7 @@ def test_attempts_reasoning_balance_and_sft_pipeline(tmp_path, monkeypatch):
     needs = {0: 1, 1: 2, 2: 3, 3: 0}
     src = write_jsonl(tmp_path / "in.jsonl", rows(16, lambda i: needs[i % 4]))
     monkeypatch.setenv("R1R_ANNOTATOR_KEY", "sekrit-key")
-    with running_server("scripted", "--behaviour", "judge") as addr:
+    with running_server("scripted", "--behaviour", "annotator") as addr:
         s = asyncio.run(annotate([str(src)], tmp_path / "ann.jsonl", base_url=f"http://{addr}/v1", model="judge",
                                  api_key_env="R1R_ANNOTATOR_KEY", concurrency=4, backoff=0.01, progress=False))  # fmt: skip
     assert s["accounted"] and s["annotated"] == 16 and s["request_failed"] == 0
@@ -143,8 +143,8 @@ def test_request_failures_are_counted_and_left_for_next_run(tmp_path):
 
 
 def test_images_are_sent_as_data_uris(tmp_path):
-    from preprocess.annotate import openai_messages
-    from preprocess.records import normalize_pair
+    from r1reward_verl.data.annotate import openai_messages
+    from r1reward_verl.data.records import normalize_pair
 
     (tmp_path / "a.png").write_bytes(png())
     p = normalize_pair(pair(0, images=["a.png"]), tmp_path)

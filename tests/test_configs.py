@@ -235,10 +235,10 @@ def test_sizes_and_paths_come_from_the_environment(monkeypatch):
 
 
 def test_sft_config_through_verls_sft_trainer_and_dataset(tiny_model_dir, tmp_path):
-    from preprocess.pairs import convert
+    from r1reward_verl.data.pairs import convert
     from verl.trainer.sft_trainer import create_sft_dataset
 
-    convert([str(REPO_ROOT / "preprocess/sample_data/pairs.jsonl")], tmp_path / "rl", sft_out=tmp_path / "sft",
+    convert([str(REPO_ROOT / "r1reward_verl/data/sample_data/pairs.jsonl")], tmp_path / "rl", sft_out=tmp_path / "sft",
             val_fraction=0.1, progress=False)  # fmt: skip
     cfg = compose_config("r1reward_sft", [f"model.path={tiny_model_dir}", f"data.train_files={tmp_path}/sft/train.parquet",
                                           f"data.val_files={tmp_path}/sft/val.parquet"])  # fmt: skip
@@ -254,7 +254,7 @@ def test_sft_config_through_verls_sft_trainer_and_dataset(tiny_model_dir, tmp_pa
 
 
 def test_sft_command_splits_the_batch_over_one_process_per_core():
-    from r1reward_verl.cpu.prepare import sft_command, sft_procs
+    from r1reward_verl.cpu.sft import sft_command, sft_procs
 
     assert (sft_procs(16, cores=2), sft_procs(16, cores=1), sft_procs(5, cores=2), sft_procs(16, cores=64)) == (2, 1, 1, 2)
     cmd = sft_command(Path("m"), Path("d"), Path("c"), epochs=1, lr=1e-3, batch=16, nproc=2)
@@ -271,10 +271,10 @@ def test_cpu_runs_compute_in_fp32_not_verls_bf16_autocast(tiny_model_dir, tmp_pa
     from verl.utils.config import omega_conf_to_dataclass
     from verl.utils.torch_dtypes import PrecisionType
 
-    from preprocess.pairs import convert
-    from r1reward_verl.cpu.prepare import sft_command
+    from r1reward_verl.data.pairs import convert
+    from r1reward_verl.cpu.sft import sft_command
 
-    convert([str(REPO_ROOT / "preprocess/sample_data/pairs.jsonl")], tmp_path / "rl", sft_out=tmp_path / "sft",
+    convert([str(REPO_ROOT / "r1reward_verl/data/sample_data/pairs.jsonl")], tmp_path / "rl", sft_out=tmp_path / "sft",
             val_fraction=0.1, progress=False)  # fmt: skip
     cmd = sft_command(Path(tiny_model_dir), tmp_path / "sft", tmp_path / "ckpt", epochs=1, lr=1e-3, batch=4, nproc=1)
     cfg = compose_config("r1reward_sft", cmd[cmd.index("r1reward_sft") + 1 :])

@@ -121,7 +121,7 @@ def build_word_policy_model(out: Path, words, logit: float = 3.0) -> Path:
     from transformers import AutoTokenizer
 
     from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM, build_tiny_qwen25vl
-    from tests.pairwise_judges import save_hand_set_weights
+    from tests.support.judges import save_hand_set_weights
 
     out = Path(build_tiny_qwen25vl(out, head_dim=VLLM_CPU_HEAD_DIM))
     tok = AutoTokenizer.from_pretrained(str(out))
@@ -166,9 +166,9 @@ def test_policy_rewarded_by_the_pairwise_judge_hosted_by_verl(tmp_path):
     doubled comparison: the rewards differ."""
     import json
 
-    from preprocess.policy_qa import write
+    from r1reward_verl.demo.policy_qa import write
     from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM
-    from tests.pairwise_judges import build_scoring_judge_model
+    from tests.support.judges import build_scoring_judge_model
 
     run_dir = tmp_path / "cpu"  # R1R_CPU_DIR: data and logs; both models are given by path
     write(run_dir / "policy_qa", n_train=16, n_val=2, seed=0)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from r1reward_verl.eval.loaders import detect_benchmark, item_key, load_benchmark, sample_frames
 from r1reward_verl.eval.metrics import compute_metrics, majority_vote
-from tests.servers import running_server
+from tests.support.servers import running_server
 
 BENCH = Path(__file__).parent / "data" / "benchmarks"
 VL, MMRLHF = BENCH / "vl_rewardbench.jsonl.gz", BENCH / "mm_rlhf_rewardbench.jsonl.gz"
@@ -182,7 +182,7 @@ def _valid_png(path: Path) -> bool:
     return True
 
 
-# the weight-built judge of tests/pairwise_judges.py: shown two one-word responses it prefers the higher-scored
+# the weight-built judge of tests/support/judges.py: shown two one-word responses it prefers the higher-scored
 # word, wherever it stands; the fixture's responses become these words, so the right answer of every pair in
 # either order is known in advance, and sometimes the human-preferred response is the judge's loser
 SCORES = {"dog": 0.2, "chart": 0.1, "red": -0.1, "cat": -0.2}
@@ -227,7 +227,7 @@ def test_end_to_end_with_the_tiny_model_on_every_format(tmp_path):
     prefers the higher-scored word: every output, in each order, and every number of metrics.json are known
     from the fixture alone. A dropped or reordered row, an output given to the other order, a label not flipped
     for the swapped order, tags lost in decoding or a metric that is not what the items say fail."""
-    from tests.pairwise_judges import build_scoring_judge_model
+    from tests.support.judges import build_scoring_judge_model
 
     files = _scored_fixture(tmp_path / "fx")
     judge = build_scoring_judge_model(tmp_path / "judge", SCORES)
@@ -300,7 +300,7 @@ def test_openai_backend_against_a_position_biased_judge(tmp_path):
     from r1reward_verl.eval.runner import evaluate
 
     make_media(MMRLHF, tmp_path, frames=3)
-    with running_server("scripted", "--behaviour", "first") as addr:
+    with running_server("scripted", "--behaviour", "position_biased") as addr:
         backend = OpenAIBackend(f"http://{addr}/v1", "judge", concurrency=8, timeout=30)
         doc = evaluate({"mm_rlhf_rewardbench": str(MMRLHF)}, backend, tmp_path / "out", k=5, swap=True,
                        media_roots={"mm_rlhf_rewardbench": str(tmp_path)}, max_frames=3, progress=False)  # fmt: skip
@@ -364,7 +364,7 @@ def test_a_crashed_evaluation_resumes_after_its_last_finished_chunk(tmp_path):
         with urllib.request.urlopen(f"http://{addr}/stats") as r:
             return json.loads(r.read())["requests"]
 
-    with running_server("scripted", "--behaviour", "first") as addr:
+    with running_server("scripted", "--behaviour", "position_biased") as addr:
         url = f"http://{addr}/v1"
         with pytest.raises(KeyboardInterrupt):
             evaluate(bench, CrashOnThirdChunk(url, "judge"), tmp_path / "run", **kw)
@@ -386,7 +386,7 @@ def test_eval_prompt_is_the_training_prompt_verl_builds(tmp_path, tiny_model_dir
     from verl.utils import hf_processor, hf_tokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    from preprocess.pairs import convert
+    from r1reward_verl.data.pairs import convert
     from tests.support.media import _png
     from r1reward_verl.eval.loaders import EvalPair
     from r1reward_verl.eval.runner import build_request

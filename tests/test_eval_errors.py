@@ -16,7 +16,7 @@ from PIL import Image
 from r1reward_verl.eval.__main__ import main
 from tests.support.media import _png, write_fixture_files
 from r1reward_verl.eval.loaders import BadInput, load_benchmark
-from tests.servers import closed_port, running_server
+from tests.support.servers import closed_port, running_server
 
 OUTPUTS = ("items.jsonl", "metrics.json", "table.md")
 
@@ -62,7 +62,7 @@ def test_a_dead_or_garbage_endpoint_scores_nothing_keeps_earlier_outputs_and_a_r
     files = write_fixture_files(tmp_path / "fx")
     args = ["run", "--model", "judge", "--backend", "openai", "--bench", f"multimodal_rewardbench={files['multimodal_rewardbench']}",
             "--k", "2", "--swap", "--no-progress", "--max-retries", "1"]  # fmt: skip
-    with running_server("scripted", "--behaviour", "first") as good, running_server("scripted", "--behaviour", "garbage") as bad:
+    with running_server("scripted", "--behaviour", "position_biased") as good, running_server("scripted", "--behaviour", "non_json") as bad:
         res = cli(*args, "--base-url", f"http://{good}/v1", "--out", tmp_path / "clean")
         assert res.returncode == 0, res.stderr
         earlier = snapshot(tmp_path / "clean")
@@ -96,7 +96,7 @@ def test_report_failed_scores_the_others_and_counts_the_failed_apart(tmp_path):
     for those 2 only."""
     files = write_fixture_files(tmp_path / "fx")
     out = tmp_path / "out"
-    with running_server("scripted", "--behaviour", "flaky", "--fail-first", "2") as addr:
+    with running_server("scripted", "--behaviour", "fail_first", "--fail-first", "2") as addr:
         args = ["run", "--model", "judge", "--backend", "openai", "--base-url", f"http://{addr}/v1", "--no-progress",
                 "--bench", files["multimodal_rewardbench"], "--concurrency", "1", "--max-retries", "0",
                 "--report-failed", "--out", out]  # fmt: skip
@@ -127,7 +127,7 @@ def test_a_record_cut_short_by_a_crash_is_asked_again(tmp_path):
 
     files = write_fixture_files(tmp_path / "fx")
     bench = {"multimodal_rewardbench": str(files["multimodal_rewardbench"])}
-    with running_server("scripted", "--behaviour", "first") as addr:
+    with running_server("scripted", "--behaviour", "position_biased") as addr:
         backend = lambda: OpenAIBackend(f"http://{addr}/v1", "judge")  # noqa: E731
         evaluate(bench, backend(), tmp_path / "fresh", progress=False)
         evaluate(bench, backend(), tmp_path / "run", progress=False)
@@ -228,7 +228,7 @@ def test_undecodable_media_and_null_rankings_are_bad_rows_skipped_and_counted(ba
     vl = load_benchmark("vl_rewardbench", d / "vl_null_ranking.parquet", skip_invalid=True)
     assert [p.id for p in vl.pairs] == ["mmmu_1"] and vl.rejected == {"bad_label": 1}
     # through `eval run --skip-invalid` against a live endpoint: evaluated, the bad rows counted
-    with running_server("scripted", "--behaviour", "first") as addr:
+    with running_server("scripted", "--behaviour", "position_biased") as addr:
         code, lines = in_process(capsys, "run", "--model", "judge", "--backend", "openai", "--base-url", f"http://{addr}/v1",
                                  "--bench", d / "mm_bad_images.jsonl", "--skip-invalid", "--no-progress",
                                  "--out", tmp_path / "out")  # fmt: skip

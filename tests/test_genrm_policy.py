@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from tests.pairwise_judges import scripted_judge
+from tests.support.judges import scripted_judge
 from tests.support.reward_loop import run_worker
 
 ENV = {"R1R_POLICY_DATA": "/nonexistent/policy_qa", "R1R_JUDGE_PATH": "/nonexistent/judge",
@@ -45,7 +45,7 @@ def _policy_items(tiny_model_dir, tmp_path, answers):
     from verl.utils import hf_processor, hf_tokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    from preprocess.policy_qa import write
+    from r1reward_verl.demo.policy_qa import write
 
     write(tmp_path / "pqa", n_train=4, n_val=1, seed=0)
     tok, proc = hf_tokenizer(tiny_model_dir), hf_processor(tiny_model_dir)
@@ -92,7 +92,7 @@ def test_policy_qa_through_verls_dataset_and_reward_loop(genrm_env, tiny_model_d
 def test_policy_qa_cli_rows_and_bad_sizes(tmp_path, capsys):
     import pyarrow.parquet as pq
 
-    from preprocess.policy_qa import main
+    from r1reward_verl.demo.policy_qa import main
 
     assert main(["--out", str(tmp_path / "q"), "--n-train", "6", "--n-val", "2", "--seed", "3"]) == 0
     train = pq.read_table(tmp_path / "q" / "train.parquet").to_pylist()

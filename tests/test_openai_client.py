@@ -9,7 +9,7 @@ import urllib.request
 import warnings
 
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
-from tests.servers import held_referee, running_server
+from tests.support.servers import held_referee, running_server
 from tests.support.pairs import rows, write_jsonl
 
 
@@ -64,10 +64,10 @@ def test_session_is_closed_with_its_event_loop_and_a_new_loop_gets_a_new_one():
 
 
 def test_annotator_reuses_connections(tmp_path):
-    from preprocess.annotate import annotate
+    from r1reward_verl.data.annotate import annotate
 
     src = write_jsonl(tmp_path / "in.jsonl", rows(16, lambda i: 1 + i % 3))  # 1 + 2 + 3 asks per row
-    with running_server("scripted", "--behaviour", "judge") as addr:
+    with running_server("scripted", "--behaviour", "annotator") as addr:
         s = asyncio.run(annotate([str(src)], tmp_path / "ann.jsonl", base_url=f"http://{addr}/v1", concurrency=2,
                                  backoff=0.01, progress=False))  # fmt: skip
         stats = _stats(addr)
@@ -79,7 +79,7 @@ def test_evaluation_backend_reuses_connections():
     from r1reward_verl.eval.backends import OpenAIBackend, Request
 
     msgs = [{"role": "user", "content": [{"type": "text", "text": "Which is better?"}]}]
-    with running_server("scripted", "--behaviour", "first") as addr:
+    with running_server("scripted", "--behaviour", "position_biased") as addr:
         backend = OpenAIBackend(f"http://{addr}/v1", "judge", concurrency=3, backoff=0.01)
         out = backend.run([Request(msgs, [], None, True, 3) for _ in range(12)], progress=False)
         stats = _stats(addr)

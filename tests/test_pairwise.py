@@ -1,5 +1,5 @@
-"""A trained R1-Reward model as a pairwise judge (``r1reward_verl.pairwise``, ``python -m r1reward_verl.rank``),
-against live scripted judges on 127.0.0.1 (``tests/pairwise_judges.py``)."""
+"""A trained R1-Reward model as a pairwise judge (``r1reward_verl.judge.core``, ``python -m r1reward_verl.judge.rank``),
+against live scripted judges on 127.0.0.1 (``tests/support/judges.py``)."""
 
 import asyncio
 import json
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from r1reward_verl import pairwise
-from r1reward_verl.pairwise import OpenAIJudge, expected_calls, rank_group, seed_order
+from r1reward_verl.judge.core import OpenAIJudge, expected_calls, rank_group, seed_order
 from r1reward_verl.prompt import build_table1_prompt
-from r1reward_verl.rank import main as rank_main
-from tests.pairwise_judges import C5, C8, png, responses_of, scripted_judge, write_input
+from r1reward_verl.judge.rank import main as rank_main
+from tests.support.judges import C5, C8, png, responses_of, scripted_judge, write_input
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def test_flaky_judge_without_retries_counts_failures_as_half():
 
 
 def test_dead_judge_never_raises():
-    from tests.servers import closed_port
+    from tests.support.servers import closed_port
 
     judge = fast_judge(f"http://127.0.0.1:{closed_port()}/v1", max_retries=1)
     res = run(judge, C5, "knockout")
@@ -231,7 +231,7 @@ def test_cli_python_m_subprocess_with_voting(tmp_path):
     out = tmp_path / "out.jsonl"
     with scripted_judge("longer") as srv:
         proc = subprocess.run(
-            [sys.executable, "-m", "r1reward_verl.rank", "--input", str(inp), "--out", str(out), "--mode", "knockout",
+            [sys.executable, "-m", "r1reward_verl.judge.rank", "--input", str(inp), "--out", str(out), "--mode", "knockout",
              "--backend", "openai", "--base-url", srv.url, "--model", "judge", "--api-key-env", "PAIRWISE_TEST_KEY",
              "--k", "3", "--concurrency", "2"],
             cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "PAIRWISE_TEST_KEY": "sk-test"},
@@ -301,7 +301,7 @@ RR_SCORES, KO_ROUNDS = [1 / 3, 0.0, 1.0, 2 / 3], [1, 1, 3, 2]
 def test_scoring_judge_model_is_a_judge(tmp_path):
     """The forced answers hold one prompt at a time: each ordered pair, read straight from the backend."""
     from r1reward_verl.eval.backends import TransformersBackend
-    from tests.pairwise_judges import build_scoring_judge_model
+    from tests.support.judges import build_scoring_judge_model
 
     judge = pairwise.BackendJudge(TransformersBackend(str(build_scoring_judge_model(tmp_path / "m", WORDS)),
                                                       max_new_tokens=8))  # fmt: skip
@@ -316,7 +316,7 @@ def test_scoring_judge_model_is_a_judge(tmp_path):
 def test_cli_transformers_backend_scoring_judge(tmp_path, mode):
     """``--backend transformers`` (the evaluation's backend, CPU) on the scoring judge model, knockout with k = 3
     samples per order (the sampling path): the ranking, scores and counters are the forced ones."""
-    from tests.pairwise_judges import build_scoring_judge_model
+    from tests.support.judges import build_scoring_judge_model
 
     model = build_scoring_judge_model(tmp_path / "judge", WORDS)
     inp, out = write_input(tmp_path, [SCORED_ROW]), tmp_path / "out.jsonl"
@@ -342,13 +342,13 @@ def test_cli_vllm_backend_on_vllm_cpu(tmp_path):
     scores are the forced ones (see ``WORDS``)."""
     from r1reward_verl.procs import run_in_session
     from r1reward_verl.tiny import VLLM_CPU_HEAD_DIM
-    from tests.pairwise_judges import build_scoring_judge_model
+    from tests.support.judges import build_scoring_judge_model
 
     model = build_scoring_judge_model(tmp_path / "judge32", WORDS, head_dim=VLLM_CPU_HEAD_DIM)
     inp, out = write_input(tmp_path, [SCORED_ROW]), tmp_path / "out.jsonl"
     log = tmp_path / "rank.log"
     rc = run_in_session(  # in its own session, killed with whatever vLLM started
-        [sys.executable, "-m", "r1reward_verl.rank", "--input", str(inp), "--out", str(out), "--mode", "round_robin",
+        [sys.executable, "-m", "r1reward_verl.judge.rank", "--input", str(inp), "--out", str(out), "--mode", "round_robin",
          "--backend", "vllm", "--model", str(model), "--max-new-tokens", "8", "--kv-cache-memory-bytes", "67108864",
          "--max-model-len", "1024"],
         log, cwd=REPO, timeout=540,

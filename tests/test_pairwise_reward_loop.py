@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import open_dict
 
-from tests.pairwise_judges import scripted_judge
-from tests.servers import closed_port
+from tests.support.judges import scripted_judge
+from tests.support.servers import closed_port
 from tests.support.reward_loop import agent_loop_item, run_worker
 
 REFERENCE = "It is a red square."
@@ -116,7 +116,7 @@ def _group_items(tiny_model_dir, texts, uid="u0", prompt_image=None):
 
 def test_group_round_robin_longer_judge_exact_ranking(tiny_model_dir):
     """n = 4 rollouts of one prompt: the judge prefers the longer answer, so the win rates are known."""
-    from r1reward_verl.pairwise import expected_calls
+    from r1reward_verl.judge.core import expected_calls
     from r1reward_verl.reward.metrics import genrm_step_metrics
 
     with scripted_judge("longer") as srv:
@@ -133,7 +133,7 @@ def test_group_round_robin_longer_judge_exact_ranking(tiny_model_dir):
 
 
 def test_knockout_longer_judge_champion_and_calls(tiny_model_dir):
-    from r1reward_verl.pairwise import expected_calls
+    from r1reward_verl.judge.core import expected_calls
 
     with scripted_judge("longer") as srv:
         config = _group_config(tiny_model_dir, mode="knockout", judge_base_url=srv.url)
@@ -271,7 +271,7 @@ def test_prompt_parts_reads_verls_raw_prompt():
 
     from PIL import Image
 
-    from r1reward_verl.reward.group_manager import prompt_parts
+    from r1reward_verl.judge.group_manager import prompt_parts
 
     im = Image.new("RGB", (28, 28), (0, 0, 255))
     raw = [{"role": "system", "content": "Be brief."},
@@ -297,8 +297,8 @@ def test_hosted_tiny_qwen25vl_judges_a_group_with_its_image(tiny_model_dir, tmp_
 
     from PIL import Image
 
-    from tests.pairwise_judges import build_scoring_judge_model
-    from tests.servers import running_server
+    from tests.support.judges import build_scoring_judge_model
+    from tests.support.servers import running_server
 
     judge = build_scoring_judge_model(tmp_path / "judge", SCORED)
     image = Image.new("RGB", (56, 56), (215, 35, 35))

@@ -13,8 +13,8 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from preprocess.make_sample import make_sample
-from preprocess.pairs import InvalidInput, convert, main
+from r1reward_verl.data.make_sample import make_sample
+from r1reward_verl.data.pairs import InvalidInput, convert, main
 from r1reward_verl.prompt import TABLE1_PROMPT
 from tests.support.pairs import pair, png, read, write_jsonl
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess.pairs import main
+from r1reward_verl.data.pairs import main
 from r1reward_verl.prompt import TABLE1_PROMPT
 from tests.cli_support import one_line, run_main
 from tests.support.pairs import pair, png, read, write_jsonl

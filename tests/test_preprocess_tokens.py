@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from preprocess.pairs import convert, main
+from r1reward_verl.data.pairs import convert, main
 from tests.cli_support import one_line, run_main
 from tests.support.pairs import pair, png, read, write_jsonl
 

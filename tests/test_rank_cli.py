@@ -1,6 +1,6 @@
-"""``python -m r1reward_verl.rank`` when things go wrong: a dead or garbage judge, a bad ``--out``, an interrupted run
+"""``python -m r1reward_verl.judge.rank`` when things go wrong: a dead or garbage judge, a bad ``--out``, an interrupted run
 and its resume, a torn or corrupt output, non-UTF-8 input. Against live scripted judges on 127.0.0.1
-(``tests/pairwise_judges.py``) and real files."""
+(``tests/support/judges.py``) and real files."""
 
 import json
 import os
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from r1reward_verl.rank import main as rank_main
-from tests.pairwise_judges import C5, C8, scripted_judge, write_input
-from tests.servers import closed_port
+from r1reward_verl.judge.rank import main as rank_main
+from tests.support.judges import C5, C8, scripted_judge, write_input
+from tests.support.servers import closed_port
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT_KEYS = ("ranking", "scores", "rounds_reached")
@@ -151,7 +151,7 @@ def test_killed_run_keeps_its_finished_rows_and_resumes(tmp_path):
             {"id": "b", "question": "And here?", "images": [], "candidates": C8}]  # fmt: skip
     inp, out = write_input(tmp_path, rows), tmp_path / "out.jsonl"
     with scripted_judge("longer", hang_on="And here?") as srv:
-        proc = subprocess.Popen([sys.executable, "-m", "r1reward_verl.rank", "--input", str(inp), "--out", str(out),
+        proc = subprocess.Popen([sys.executable, "-m", "r1reward_verl.judge.rank", "--input", str(inp), "--out", str(out),
                                  "--base-url", srv.url, "--timeout", "600", "--concurrency", "16"],
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)  # fmt: skip

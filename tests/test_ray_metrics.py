@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from tests.servers import chat_server_in_thread, closed_port, free_port
+from tests.support.servers import chat_server_in_thread, closed_port, free_port
 
 EXPORT_DEADLINE_S = 90.0  # Ray exports every metrics_report_interval_ms (0.5 s here); only a broken export waits this
 
@@ -28,7 +28,7 @@ def _scripted_server():
     the ``rule`` referee's verdict, or for a judge request (``n`` choices) ``n`` Table 1 answers."""
     from aiohttp import web
 
-    from r1reward_verl.servers import _completion, _user_text, rule_verdict
+    from tests.support.fake_servers import chat_completion, user_text, rule_verdict
 
     seen: collections.Counter = collections.Counter()
     state: dict = {}
@@ -38,7 +38,7 @@ def _scripted_server():
 
     async def handler(request):
         body = await request.json()
-        text = _user_text(body.get("messages", []))
+        text = user_text(body.get("messages", []))
         seen[text] += 1
         if "[hang]" in text:
             await state["stop"].wait()
@@ -50,11 +50,11 @@ def _scripted_server():
         if "[bad400]" in text:
             return web.json_response({"error": "bad request"}, status=400)
         if "n" in body:  # the judge
-            out = _completion("<think>Response 1 answers it.</think><answer>1</answer>", "judge")
+            out = chat_completion("<think>Response 1 answers it.</think><answer>1</answer>", "judge")
             out["choices"] = [dict(out["choices"][0], index=i) for i in range(body["n"])]
             return web.json_response(out)
         verdict = "Referee says: CONSISTENT" if "[echo]" in text else rule_verdict(text)
-        return web.json_response(_completion(verdict, "referee"))
+        return web.json_response(chat_completion(verdict, "referee"))
 
     return handler, setup, lambda: state["stop"].set()
 
@@ -62,7 +62,7 @@ def _scripted_server():
 def _ask_everything(addr: str, dead_addr: str) -> dict:
     """In a Ray worker: the referee's and the judge's calls of the scenario, and two calls without a role."""
     from r1reward_verl.openai_client import chat_url, chat_with_retries
-    from r1reward_verl.pairwise import OpenAIJudge, PairPrompt
+    from r1reward_verl.judge.core import OpenAIJudge, PairPrompt
     from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
 
     def settings(a, timeout=30.0, max_retries=1):
@@ -184,7 +184,7 @@ def test_without_ray_nothing_is_recorded_and_ray_is_not_imported():
     handler, setup, stop = _scripted_server()
     code = """if True:
         import asyncio, json, sys
-        from r1reward_verl.pairwise import OpenAIJudge, PairPrompt
+        from r1reward_verl.judge.core import OpenAIJudge, PairPrompt
         from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
         from r1reward_verl import openai_health
         addr = sys.argv[1]

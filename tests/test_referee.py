@@ -9,7 +9,7 @@ import pytest
 from r1reward_verl.reward.metrics import reward_step_metrics
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages, parse_verdict
 from reward_fns.r1_reward import compute_score
-from tests.servers import closed_port, held_referee, running_server
+from tests.support.servers import closed_port, held_referee, running_server
 
 FAST = {"referee_backoff": 0.01, "referee_timeout": 5.0}
 
@@ -148,7 +148,7 @@ def test_closed_port_is_a_counted_failure():
 
 
 def test_flaky_server_recovers_within_retries():
-    with running_server("scripted", "--behaviour", "flaky", "--fail-first", "2") as addr:
+    with running_server("scripted", "--behaviour", "fail_first", "--fail-first", "2") as addr:
         out = _score(addr, "<think>Response 1 is better.</think><answer>1</answer>", referee_max_retries=3)
     assert out["referee_ok"] is True and out["referee_attempts"] == 3 and out["score"] == 2.0
 

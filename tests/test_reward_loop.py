@@ -9,7 +9,7 @@ from verl import DataProto
 from verl.utils import hf_tokenizer
 
 from tests.conftest import compose
-from tests.servers import closed_port, held_referee, running_server
+from tests.support.servers import closed_port, held_referee, running_server
 from tests.support.reward_loop import agent_loop_item, run_worker
 
 RESPONSES = {

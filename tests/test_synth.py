@@ -1,4 +1,4 @@
-"""The synthetic colour-preference task (preprocess/synth.py): through preprocess.pairs, the eval loaders,
+"""The synthetic colour-preference task (r1reward_verl/demo/synth.py): through preprocess.pairs, the eval loaders,
 the tokenizer; verdicts agree with labels; images show the named colour; byte-identical reruns."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess import synth
-from preprocess.pairs import main as pairs_main
+from r1reward_verl.demo import scoring, synth
+from r1reward_verl.data.pairs import main as pairs_main
 from r1reward_verl.eval.loaders import detect_benchmark, load_benchmark
 
 N_TRAIN, N_HELDOUT, SEED = 40, 24, 7
@@ -200,12 +200,12 @@ def test_accuracy_by_difficulty_from_items(data, tmp_path):
                             "preds": [label if right else 3 - label],
                             "swapped": {"label": 3 - label, "preds": [3 - label]}})  # fmt: skip
     compute_metrics(records)  # valid records for the evaluator's own scorer
-    acc = synth.accuracy_by_difficulty(records)
+    acc = scoring.accuracy_by_difficulty(records)
     for bench in ("vl_rewardbench", "mm_rlhf_rewardbench"):
         assert acc[bench]["easy"] == {"n": 12, "acc": 100.0, "acc_both_orders": 100.0}
         assert acc[bench]["hard"] == {"n": 12, "acc": 0.0, "acc_both_orders": 0.0}
     write_items(records, tmp_path / "items.jsonl")
-    assert synth.main(["--score-items", str(tmp_path / "items.jsonl")]) == 0
+    assert scoring.main([str(tmp_path / "items.jsonl")]) == 0
 
 
 def test_images_show_the_named_colour(data):
@@ -292,12 +292,12 @@ def test_reasoning_steps_locate_the_error(data):
         return {"benchmark": "vl_rewardbench", "id": p.id, "label": label, "greedy": True, **views[0],
                 "swapped": views[1]}  # fmt: skip
 
-    perfect = synth.reasoning_steps([record(p, 1 + i % 2, None) for i, p in enumerate(pairs)], meta)
+    perfect = scoring.reasoning_steps([record(p, 1 + i % 2, None) for i, p in enumerate(pairs)], meta)
     for d in ("easy", "hard"):
         assert perfect[d] == {"n": 24, "parsed": 100.0, "see": 100.0, "read": 100.0, "copy": 100.0}
     faults = ("see", "read", "copy", "unparsed")
     recs = [record(p, 1 + i % 2, faults[i % 4]) for i, p in enumerate(pairs)]
-    got = synth.reasoning_steps(recs, meta)
+    got = scoring.reasoning_steps(recs, meta)
     n_by = Counter((meta[p.id]["difficulty"], faults[i % 4]) for i, p in enumerate(pairs))
     for d in ("easy", "hard"):
         parsed = 2 * sum(n_by[d, f] for f in faults[:3])
@@ -305,4 +305,4 @@ def test_reasoning_steps_locate_the_error(data):
         for step in ("see", "read", "copy"):
             assert got[d][step] == round(100 * (parsed - 2 * n_by[d, step]) / parsed, 1), (d, step, got)
     with pytest.raises(KeyError, match="no meta for item"):
-        synth.reasoning_steps(recs, {})
+        scoring.reasoning_steps(recs, {})

@@ -96,7 +96,7 @@ def test_task_corpus_and_layers(tmp_path, tiny_model_dir):
 
     from transformers import AutoConfig, AutoTokenizer
 
-    from preprocess.synth import PALETTE, SHAPES, reasoning_text
+    from r1reward_verl.demo.synth import PALETTE, SHAPES, reasoning_text
 
     path = build_tiny_qwen25vl(tmp_path / "m", seed=1, head_dim=32, corpus="synth", layers=3, init_std=0.06)
     tok = AutoTokenizer.from_pretrained(path)

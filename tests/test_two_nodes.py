@@ -5,7 +5,7 @@ The cluster (tests/support/ray_cluster.py): a head and one worker node on this m
 platform's worker slot), each with its own temp dir and ports; the nodes' environment has no ``R1R_*``
 variable (the submitting shell's are forwarded to the job). ``trainer.nnodes=2 trainer.n_gpus_per_node=1``: one
 actor rank and one vLLM rollout server per node, FSDP over gloo between them. The referee is an OpenAI-compatible
-endpoint on 127.0.0.1 (``referee=endpoint``, the rule verdicts of ``r1reward_verl.servers`` served from this
+endpoint on 127.0.0.1 (``referee=endpoint``, the rule verdicts of ``tests.support.fake_servers`` served from this
 test's process): both slots are the policy's.
 
 Three submissions on one cluster: 2 steps with a checkpoint at step 2, a resume that runs step 3 from it, and a
@@ -24,7 +24,7 @@ import pytest
 from r1reward_verl.config import REPO_ROOT
 from r1reward_verl.procs import run_in_session
 from r1reward_verl.plot import read_jsonl
-from tests.servers import held_referee
+from tests.support.servers import held_referee
 from tests.support.ray_cluster import RAY_CLI, RayCluster
 
 pytestmark = pytest.mark.timeout(2400)

@@ -1,6 +1,6 @@
 """Loaders for the three multimodal reward benchmarks, normalised to one pair record.
 
-Formats read (each from local files, through ``preprocess.records.iter_raw_rows``; ``.gz`` works for
+Formats read (each from local files, through ``r1reward_verl.data.records.iter_raw_rows``; ``.gz`` works for
 every JSON/JSONL form):
 
 - VL-RewardBench: the jsonl the R1-Reward authors distribute (``id, prompt, chosen, rejected, image``
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from preprocess.records import BadRow, InvalidInput, iter_raw_rows
+from r1reward_verl.data.records import BadRow, InvalidInput, iter_raw_rows
 
 BENCHMARKS = ("vl_rewardbench", "multimodal_rewardbench", "mm_rlhf_rewardbench")
 VL_CATEGORIES = ("general", "hallucination", "reasoning")

@@ -66,7 +66,7 @@ def reward_overlap_metrics(infos: list[dict]) -> dict[str, float]:
 
 
 def genrm_step_metrics(infos: Iterable[dict]) -> dict[str, float]:
-    """``genrm/*`` over the trajectories rewarded by the pairwise judge (``reward_fns.pairwise_genrm``, any mode).
+    """``genrm/*`` over the trajectories rewarded by the pairwise judge (``r1reward_verl.judge.reward_fn``, any mode).
 
     genrm/calls (judge calls, one order of one comparison each), genrm/failed_calls, genrm/unparsable_frac (of the
     judge outputs asked for), genrm/position_agreement (share of comparisons asked in both orders whose two

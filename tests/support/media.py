@@ -13,7 +13,7 @@ import io
 import json
 from pathlib import Path
 
-from preprocess.records import iter_raw_rows
+from r1reward_verl.data.records import iter_raw_rows
 
 
 def _png(seed: str, size: int = 28) -> bytes:

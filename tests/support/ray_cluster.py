@@ -24,7 +24,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,17 +31,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from r1reward_verl.procs import free_port
+
 RAY_CLI = str(Path(sys.executable).parent / "ray")
 
 # Worker ports: each node its own block, outside Ray's default range (10002-19999, what another local Ray takes)
 # and Linux's ephemeral range (32768-60999, where the other ports below come from)
 WORKER_PORT_BASE, WORKER_PORT_BLOCK = 20000, 500
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def processes_with_env(name: str, value: str) -> list[int]:

@@ -7,9 +7,9 @@ import itertools
 from collections import deque
 from typing import Optional
 
-from preprocess import records, tokens
-from preprocess.records import BadRow, InvalidInput, RawRow, detect_format, normalize_pair, normalize_r1reward_rl
-from preprocess.sources import first_line
+from r1reward_verl.data import records, tokens
+from r1reward_verl.data.records import BadRow, InvalidInput, RawRow, detect_format, normalize_pair, normalize_r1reward_rl
+from r1reward_verl.data.sources import first_line
 
 
 def start_pool(workers: int, max_pixels: Optional[int], processor: Optional[str], count_sft: bool,

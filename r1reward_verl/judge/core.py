@@ -27,7 +27,7 @@ likewise). ``JudgeStats.calls`` counts them, ``attempts`` the HTTP requests incl
 ``samples`` the outputs asked for (calls x k). A call that still fails after the shared client's
 retries (``openai_client.chat_with_retries``) gives k unparsable outputs: counted in ``failed_calls``,
 ``unparsable`` and ``errors``, worth 1/2; nothing raises (a reward in training goes on). With
-``fail_fast=True`` (``python -m r1reward_verl.rank``: a failed call is never a result) the schedulers
+``fail_fast=True`` (``python -m r1reward_verl.judge.rank``: a failed call is never a result) the schedulers
 raise :class:`JudgeFailed` after the first batch that had a failed call instead: a knockout bracket
 stops at that round.
 """

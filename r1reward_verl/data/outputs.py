@@ -10,8 +10,8 @@ from typing import Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocess.records import Pair
-from preprocess.sources import InvalidInput
+from r1reward_verl.data.records import Pair
+from r1reward_verl.data.sources import InvalidInput
 from r1reward_verl.prompt import build_table1_prompt
 
 IMAGE_TYPE = pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))

@@ -7,7 +7,7 @@ group in one place, so this is a reward *manager* registered in verl's reward-ma
 (``verl.experimental.reward_loop.reward_manager.register``; verl imports this module in every process
 through the ``verl.plugins`` entry point ``r1reward_genrm``). Its ``run_single`` parks each rollout under
 its ``uid`` (the id verl gives the n rollouts of one prompt) until the group is complete, judges the
-group once (``r1reward_verl.pairwise``: round robin or knockout, every comparison in both orders), and
+group once (``r1reward_verl.judge.core``: round robin or knockout, every comparison in both orders), and
 answers every waiting rollout with its own score:
 
 * ``group``: round robin, reward = share of its comparisons won (a tie, an unparsable verdict or a failed
@@ -59,7 +59,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from reward_fns.pairwise_genrm import images_of, judge_from_kwargs, reference_of, score_against_reference, stats_info
+from r1reward_verl.judge.reward_fn import images_of, judge_from_kwargs, reference_of, score_against_reference, stats_info
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ _SCHEDULER = {"group": "round_robin", "knockout": "knockout"}
 
 @dataclass
 class GroupSettings:
-    """The manager's own ``reward_kwargs`` (the judge's settings are ``reward_fns.pairwise_genrm``'s)."""
+    """The manager's own ``reward_kwargs`` (the judge's settings are ``r1reward_verl.judge.reward_fn``'s)."""
 
     judge_mode: str = "group"
     group_size: Optional[int] = None  # default: actor_rollout_ref.rollout.n
@@ -196,7 +196,7 @@ class PairwiseGroupRewardManager(RewardManagerBase):
     # --------------------------------------------------------------------------------------------- groups
 
     async def score_reference(self, info: dict, raw_prompt: Any, response: str, ground_truth: Any) -> tuple[float, dict]:
-        """Reference mode: P(response beats the reference answer), both orders (what ``reward_fns.pairwise_genrm
+        """Reference mode: P(response beats the reference answer), both orders (what ``r1reward_verl.judge.reward_fn
         .compute_score`` does for verl's naive manager, here with the policy prompt's own images)."""
         s = self.settings
         reference = reference_of(info, ground_truth, s.reference_key)
@@ -254,7 +254,7 @@ class PairwiseGroupRewardManager(RewardManagerBase):
                           partial: bool = False) -> list[tuple[float, dict]]:  # fmt: skip
         """(score, extra info) per response: empty ones ``empty_score``, a lone one ``single_score``, the rest
         by the judge (round robin or knockout over the non-empty responses)."""
-        from r1reward_verl.pairwise import rank_group
+        from r1reward_verl.judge.core import rank_group
 
         s = self.settings
         live = [i for i, r in enumerate(responses) if r.strip()]

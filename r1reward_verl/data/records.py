@@ -35,8 +35,8 @@ from typing import Any, Optional
 
 from PIL import Image, UnidentifiedImageError
 
-# reading the inputs lives in preprocess.sources; re-exported here, where the rest of the project looks
-from preprocess.sources import (  # noqa: F401
+# reading the inputs lives in r1reward_verl.data.sources; re-exported here, where the rest of the project looks
+from r1reward_verl.data.sources import (  # noqa: F401
     DATA_SUFFIXES,
     BadRow,
     InvalidInput,
@@ -66,7 +66,7 @@ class Pair:
     sanitized: bool = False  # literal <image>/<video>/<audio> in the text were defused
     resized_images: int = 0  # images downscaled to max_pixels
     extra: dict = field(default_factory=dict)
-    # set by preprocess.pairs with --processor (preprocess.tokens): the RL prompt's tokens as written
+    # set by preprocess.pairs with --processor (r1reward_verl.data.tokens): the RL prompt's tokens as written
     # (responses in this order, and swapped), the SFT row's
     prompt_tokens: Optional[tuple[int, int]] = None
     sft_tokens: Optional[int] = None

@@ -34,8 +34,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
-from preprocess.outputs import rl_row, sft_row
-from preprocess.sources import InvalidInput
+from r1reward_verl.data.outputs import rl_row, sft_row
+from r1reward_verl.data.sources import InvalidInput
 
 
 def _bare(cls, **attrs):

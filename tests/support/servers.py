@@ -1,23 +1,15 @@
-"""Start/stop the OpenAI-compatible test servers (``r1reward_verl.servers``) on 127.0.0.1, by their own pid; and
+"""Start/stop the OpenAI-compatible test servers (``tests.support.fake_servers``) on 127.0.0.1, by their own pid; and
 :func:`held_referee`, a referee in a thread of the test's process that answers only when the test releases a request."""
 
 import asyncio
 import collections
 import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
+import tempfile
 import threading
-import time
-import urllib.request
+from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from r1reward_verl.procs import Server, free_port
 
 
 def closed_port() -> int:
@@ -27,38 +19,24 @@ def closed_port() -> int:
 
 @contextlib.contextmanager
 def running_server(*args, startup_timeout: float = 120.0):
-    """``python -m r1reward_verl.servers ARGS --port P``; yields ``127.0.0.1:P``; always stopped."""
+    """``python -m tests.support.fake_servers ARGS --port P`` (:class:`r1reward_verl.procs.Server`: its own session,
+    up when ``/health`` answers); yields ``127.0.0.1:P``; always stopped, with its session."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "r1reward_verl.servers", *args, "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("server did not start") from None
-                time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        proc.stderr.close()
+    with tempfile.TemporaryDirectory(prefix="r1r-server-") as d:
+        log = Path(d) / "server.log"
+        cmd = [sys.executable, "-m", "tests.support.fake_servers", *args, "--port", str(port)]
+        try:
+            server = Server(cmd, f"http://127.0.0.1:{port}/health", log, startup_timeout=startup_timeout).__enter__()
+        except (RuntimeError, TimeoutError) as e:
+            raise type(e)(f"{e}: {log.read_text(errors='replace')[-2000:]}") from None
+        try:
+            yield f"127.0.0.1:{port}"
+        finally:
+            server.__exit__(None, None, None)
 
 
 class HeldReferee:
-    """An OpenAI-compatible referee (the ``rule`` verdicts of ``r1reward_verl.servers``) on 127.0.0.1, served from a
+    """An OpenAI-compatible referee (the ``rule`` verdicts of ``tests.support.fake_servers``) on 127.0.0.1, served from a
     thread of the test's own process, that HOLDS every request until the test releases it (``hold=True``): a
     test then decides when each answer goes out instead of waiting on the clock, and a request it never
     releases is never answered (a client's time-out must fire). ``hold=False`` answers at once.
@@ -90,7 +68,7 @@ class HeldReferee:
     async def _chat(self, request):
         from aiohttp import web
 
-        from r1reward_verl.servers import _completion, _user_text, rule_verdict
+        from tests.support.fake_servers import chat_completion, user_text, rule_verdict
 
         body = await request.json()
         with self._cond:
@@ -107,8 +85,8 @@ class HeldReferee:
                     self._held.append(fut)
                     if not await fut:  # the server stops
                         return web.json_response({"error": "server stopped"}, status=503)
-            verdict = rule_verdict(_user_text(body.get("messages", [])))
-            return web.json_response(_completion(verdict, body.get("model", "held")))
+            verdict = rule_verdict(user_text(body.get("messages", [])))
+            return web.json_response(chat_completion(verdict, body.get("model", "held")))
         finally:
             self._changed(in_flight=-1)
 

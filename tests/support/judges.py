@@ -102,7 +102,7 @@ class ScriptedJudge:
 @contextlib.contextmanager
 def scripted_judge(behaviour: str, latency: float = 0.0, **kw):
     """Start a ``ScriptedJudge`` on 127.0.0.1 (a free port); yields it with ``.url`` = ``http://127.0.0.1:P/v1``."""
-    from tests.servers import chat_server_in_thread
+    from tests.support.servers import chat_server_in_thread
 
     judge = ScriptedJudge(behaviour, latency, **kw)
 

@@ -1,7 +1,9 @@
-"""Small OpenAI-compatible referee servers for tests, benchmarks and local trials (FastAPI + uvicorn).
+"""Small OpenAI-compatible servers for tests and benchmarks (FastAPI + uvicorn): referees, judges and faults.
+(The miniature's own referee is :mod:`r1reward_verl.demo.referee`; the in-thread judges of
+:mod:`tests.support.judges` are others, with other behaviour names.)
 
-    python -m r1reward_verl.servers tiny --model DIR --port 8011      # a real model: the tiny Qwen2.5-VL
-    python -m r1reward_verl.servers scripted --port 8012 [--behaviour rule] [--latency 0.05]
+    python -m tests.support.fake_servers tiny --model DIR --port 8011      # a real model: the tiny Qwen2.5-VL
+    python -m tests.support.fake_servers scripted --port 8012 [--behaviour rule] [--latency 0.05]
 
 ``tiny`` runs a checkpoint with transformers on CPU: greedy generation, or, when the request has
 vLLM's ``structured_outputs: {"choice": [...]}``, the choice with the highest log-likelihood. Images
@@ -15,12 +17,12 @@ requests and the images they carried.
 * ``synth``: the referee of the miniature's synthetic task (:func:`synth_verdict`): CONSISTENT iff the
   reasoning's own analysis (the image's colour, each response's colour) supports the final answer;
 * ``echo``: repeats the reasoning, then a verdict line (a sloppy referee: not a strict verdict);
-* ``fail500``, ``garbage`` (a non-JSON 200 body), ``slow`` (sleeps ``--slow-seconds``), and
-  ``flaky`` (HTTP 500 for the first ``--fail-first`` requests, then ``rule``);
-* ``judge``: a scripted annotator for Table 1 prompts whose question carries ``[need=N]`` and whose
+* ``fail500``, ``non_json`` (a non-JSON 200 body), ``slow`` (sleeps ``--slow-seconds``), and
+  ``fail_first`` (HTTP 500 for the first ``--fail-first`` requests, then ``rule``);
+* ``annotator``: a scripted annotator for Table 1 prompts whose question carries ``[need=N]`` and whose
   right response contains ``(correct)``: it picks the other response until the N-th time it sees that
   prompt, then the right one (N=0: always wrong), as ``<think>…</think><answer>X</answer>``.
-* ``first``: a position-biased judge for evaluation: answers ``1`` when greedy (temperature 0) and,
+* ``position_biased``: a position-biased judge for evaluation: answers ``1`` when greedy (temperature 0) and,
   for the ``n`` samples of a request, ``1`` except every third sample (``2``), as
   ``<think>…</think><answer>X</answer>``; ``usage.prompt_tokens`` = whitespace tokens of the prompt.
 ``GET /stats`` returns the request count, the peak number of requests in flight and the number of
@@ -32,78 +34,10 @@ connections shows few).
 import argparse
 import asyncio
 import re
-import time
-import uuid
-from typing import Optional
 
-_MARK_RE = re.compile(r"\[\[REASONING ([0-9a-f]+)\]\]\n")
-_FINAL_RE = re.compile(r"Final answer: Response ([12]) is better\.")
+from r1reward_verl.demo.referee import MARK_RE, chat_completion, user_text, rule_verdict, synth_verdict
+
 _NEED_RE = re.compile(r"\[need=(\d+)\]")
-
-
-def _completion(content: str, model: str) -> dict:
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
-
-
-def _user_text(messages: list[dict]) -> str:
-    parts = []
-    for m in messages:
-        if m.get("role") != "user":
-            continue
-        c = m.get("content")
-        if isinstance(c, str):
-            parts.append(c)
-        elif isinstance(c, list):
-            parts.extend(x.get("text", "") for x in c if isinstance(x, dict))
-    return "\n".join(parts)
-
-
-def _reasoning_and_final(user_text: str) -> tuple[Optional[str], Optional[str]]:
-    """The reasoning between the referee prompt's boundary markers and the final answer's N (or None)."""
-    m = _MARK_RE.search(user_text)
-    final = _FINAL_RE.findall(user_text)
-    if not m or not final:
-        return None, None
-    nonce = m.group(1)
-    end = user_text.find(f"\n[[END REASONING {nonce}]]", m.end())
-    return user_text[m.end() : end if end >= 0 else len(user_text)], final[-1]
-
-
-def rule_verdict(user_text: str) -> str:
-    """The ``rule`` referee: compare the reasoning's last "Response N" with the final answer."""
-    reasoning, final = _reasoning_and_final(user_text)
-    if reasoning is None:
-        return "UNCLEAR"
-    mentions = re.findall(r"Response ([12])", reasoning)
-    if not mentions:
-        return "UNCLEAR"
-    return "CONSISTENT" if mentions[-1] == final else "INCONSISTENT"
-
-
-def synth_verdict(user_text: str) -> str:
-    """The ``synth`` referee, for ``preprocess.synth``'s reasoning template: CONSISTENT iff the reasoning
-    reads as the template does (``preprocess.synth.REASONING_RE``) and its conclusion follows from its own
-    analysis: the colour it says the image shows is the colour it lists for the response it concludes
-    for, and that response is the final answer. Otherwise INCONSISTENT (a garbled analysis supports no
-    answer); UNCLEAR only when the prompt has no reasoning block or final answer. It never looks at the
-    image: like the paper's referee it judges the reasoning against the answer, not the answer's truth."""
-    from preprocess.synth import REASONING_RE
-
-    reasoning, final = _reasoning_and_final(user_text)
-    if reasoning is None:
-        return "UNCLEAR"
-    m = REASONING_RE.match(reasoning.strip())
-    if not m:
-        return "INCONSISTENT"
-    said = {"1": m["said_1"], "2": m["said_2"]}
-    return "CONSISTENT" if m["better"] == final and said[final] == m["colour"] else "INCONSISTENT"
 
 
 def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: float = 30.0, fail_first: int = 0):
@@ -135,14 +69,14 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
         try:
             if latency:
                 await asyncio.sleep(latency)
-            text = _user_text(body.get("messages", []))
-            if behaviour == "fail500" or (behaviour == "flaky" and n <= fail_first):
+            text = user_text(body.get("messages", []))
+            if behaviour == "fail500" or (behaviour == "fail_first" and n <= fail_first):
                 return JSONResponse({"error": "scripted failure"}, status_code=500)
-            if behaviour == "garbage":
+            if behaviour == "non_json":
                 return PlainTextResponse("<html>not json</html>")
             if behaviour == "slow":
                 await asyncio.sleep(slow_seconds)
-            if behaviour == "judge":
+            if behaviour == "annotator":
                 m = _NEED_RE.search(text)
                 r1, r2 = text.find("[Response 1]:"), text.find("[Response 2]:")
                 if not m or r1 < 0 or r2 < r1:
@@ -152,12 +86,12 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
                 seen[text] = seen.get(text, 0) + 1
                 pick = gold if need and seen[text] >= need else 3 - gold
                 reply = f"<think>Response {pick} answers the question better.</think><answer>{pick}</answer>"
-                return _completion(reply, body.get("model", "scripted"))
-            if behaviour == "first":
+                return chat_completion(reply, body.get("model", "scripted"))
+            if behaviour == "position_biased":
                 n_choices = int(body.get("n") or 1)
                 greedy = float(body.get("temperature", 1.0)) == 0.0
                 picks = [1] if greedy else [2 if i % 3 == 2 else 1 for i in range(n_choices)]
-                out = _completion("", body.get("model", "scripted"))
+                out = chat_completion("", body.get("model", "scripted"))
                 out["choices"] = [{"index": i, "message": {"role": "assistant",
                                    "content": f"<think>Response {p} comes first.</think><answer>{p}</answer>"},
                                    "finish_reason": "stop"} for i, p in enumerate(picks)]  # fmt: skip
@@ -166,10 +100,10 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
                 return out
             verdict = synth_verdict(text) if behaviour == "synth" else rule_verdict(text)
             if behaviour == "echo":
-                m = _MARK_RE.search(text)
+                m = MARK_RE.search(text)
                 echoed = text[m.end():] if m else text
-                return _completion(f"The reasoning says: {echoed}\nVerdict: {verdict}", body.get("model", "scripted"))
-            return _completion(verdict, body.get("model", "scripted"))
+                return chat_completion(f"The reasoning says: {echoed}\nVerdict: {verdict}", body.get("model", "scripted"))
+            return chat_completion(verdict, body.get("model", "scripted"))
         finally:
             stats["in_flight"] -= 1
 
@@ -178,13 +112,13 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
 
 def _data_uri_image(url: str):
     """A PIL image from a ``data:image/...;base64,...`` URI (what our OpenAI clients send), decoded by
-    ``preprocess.records.load_image`` like every other image spec; never a server-side path."""
+    ``r1reward_verl.data.records.load_image`` like every other image spec; never a server-side path."""
     import io
     from pathlib import Path
 
     from PIL import Image
 
-    from preprocess.records import load_image
+    from r1reward_verl.data.records import load_image
 
     if not url.startswith("data:") or ";base64," not in url:
         raise ValueError(f"the tiny server takes images as base64 data URIs, got {url[:40]!r}")
@@ -271,7 +205,7 @@ def tiny_app(model_dir: str):
                 content = await asyncio.to_thread(_choose, enc, choices)
             else:
                 content = await asyncio.to_thread(_generate, enc, int(body.get("max_tokens") or 16))
-        return _completion(content, body.get("model") or model_dir)
+        return chat_completion(content, body.get("model") or model_dir)
 
     return app
 
@@ -284,7 +218,7 @@ def main(argv=None):
     t = sub.add_parser("tiny")
     t.add_argument("--model", required=True)
     s = sub.add_parser("scripted")
-    s.add_argument("--behaviour", default="rule", choices=["rule", "synth", "echo", "fail500", "garbage", "slow", "flaky", "judge", "first"])
+    s.add_argument("--behaviour", default="rule", choices=["rule", "synth", "echo", "fail500", "non_json", "slow", "fail_first", "annotator", "position_biased"])
     s.add_argument("--latency", type=float, default=0.0)
     s.add_argument("--slow-seconds", type=float, default=30.0)
     s.add_argument("--fail-first", type=int, default=0)

@@ -1,0 +1,74 @@
+"""Each checkpoint of the miniature on its held-out benchmark, with the real evaluator (``r1reward_verl.eval``)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from r1reward_verl.demo.plan import Plan
+
+
+def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int, margin: bool = True) -> dict:
+    """Held-out accuracy of ``model`` with the real evaluator: greedy (+ voting@k), both orders; ``margin``: and
+    its :func:`copy_margin` on the hard pairs."""
+    from r1reward_verl.demo.scoring import accuracy_by_difficulty, reasoning_steps
+    from r1reward_verl.demo.synth import read_meta
+    from r1reward_verl.eval.backends import TransformersBackend
+    from r1reward_verl.eval.metrics import pct, vote_right
+    from r1reward_verl.eval.runner import evaluate, read_items
+    from r1reward_verl.reward.parse import parse_output
+
+    heldout = wd / "data" / "heldout"
+    out = wd / "eval" / name
+    shutil.rmtree(out, ignore_errors=True)
+    backend = TransformersBackend(str(model), max_new_tokens=plan.max_new_tokens, seed=seed, batch_size=plan.eval_batch)
+    evaluate({"vl_rewardbench": str(heldout / "vl_rewardbench.jsonl")}, backend, out, k=plan.eval_k, swap=True,
+                   seed=seed, media_roots={"vl_rewardbench": str(heldout)}, model_name=name, progress=False)  # fmt: skip
+    records = read_items(out / "items.jsonl")
+    by_d = accuracy_by_difficulty(records)["vl_rewardbench"]
+    greedy = [r["outputs"][0] for r in records] + [r["swapped"]["outputs"][0] for r in records]
+    res = {
+        "accuracy": round(sum(v["acc"] * v["n"] for v in by_d.values()) / sum(v["n"] for v in by_d.values()), 1),
+        "accuracy_easy": by_d.get("easy", {}).get("acc"),
+        "accuracy_hard": by_d.get("hard", {}).get("acc"),
+        "accuracy_both_orders": round(sum(v["acc_both_orders"] * v["n"] for v in by_d.values())
+                                      / sum(v["n"] for v in by_d.values()), 1),  # fmt: skip
+        "format_rate": round(100.0 * sum(parse_output(t).format_ok for t in greedy) / len(greedy), 1),
+        "pairs": len(records),
+        # where the reasoning goes wrong: sees the colour, reads both responses, copies the number
+        "reasoning": reasoning_steps(records, read_meta(heldout / "pairs.jsonl")),
+    }
+    if plan.eval_k:  # majority of k samples (a tie or no parsed sample is wrong), paper §5.2
+        right = vote_right(plan.eval_k)
+        res[f"voting@{plan.eval_k}"] = pct(sum(right(r) for r in records), len(records))
+    if margin:
+        res["copy_margin_hard"] = copy_margin(backend, heldout, "hard")
+    return res
+
+
+def copy_margin(backend, heldout: Path, difficulty: str = "hard") -> dict:
+    """The step the cold start leaves wrong, as a number that moves with every update: over the held-out pairs of
+    ``difficulty`` in both orders, log pi(the templated right output) - log pi(the same reasoning copying the other
+    response's number, and answering it), teacher-forced. ``mean`` (nats) and ``positive`` (% of pair-orders
+    where the right output is the likelier): what RL on the result reward must raise, and a flipped loss lowers."""
+    from r1reward_verl.demo.synth import read_meta, reasoning_text
+    from r1reward_verl.eval.loaders import load_benchmark
+    from r1reward_verl.eval.metrics import pct
+    from r1reward_verl.eval.runner import build_request
+    from r1reward_verl.eval.scoring import completion_logprobs
+
+    meta = read_meta(heldout / "pairs.jsonl")
+    pairs = load_benchmark("vl_rewardbench", heldout / "vl_rewardbench.jsonl", media_root=heldout).pairs
+    margins = []
+    for pair in pairs:
+        m = meta[str(pair.id)]
+        if m["difficulty"] != difficulty:
+            continue
+        for first in (True, False):
+            said, right = ((m["colour"], m["wrong"]), 1) if first else ((m["wrong"], m["colour"]), 2)
+            good = f"<think>{reasoning_text(m['colour'], m['shape'], *said)}</think><answer>{right}</answer>"
+            bad = f"<think>{reasoning_text(m['colour'], m['shape'], *said, copied=3 - right)}</think><answer>{3 - right}</answer>"
+            lp_good, lp_bad = completion_logprobs(backend, build_request(pair, first, greedy=True, n=1), [good, bad])
+            margins.append(lp_good - lp_bad)
+    return {"mean": round(sum(margins) / len(margins), 3), "positive": round(pct(sum(d > 0 for d in margins), len(margins)), 1),
+            "n": len(margins)}  # fmt: skip

