@@ -52,7 +52,7 @@ def main(argv=None) -> None:
             prepare(args.cpu_dir)
         work = Path(tempfile.mkdtemp(prefix="trainer_cpu-"))
         args.jsonl = run_once(args.cpu_dir.resolve(), work, args.steps)
-    from r1reward_verl.plot import read_jsonl
+    from r1reward_verl.runlogs import read_jsonl
 
     steps = read_jsonl(args.jsonl).by_step()
     print(f"{'step':>4} {'step_s':>7} {'gen_s':>7} {'reward_busy_s':>13} {'reward_tail_s':>13} {'overlap':>7} "

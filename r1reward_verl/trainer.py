@@ -29,7 +29,7 @@ from verl.trainer.ppo.v1 import PPOTrainerColocateAsync, PPOTrainerSeparateAsync
 
 from r1reward_verl.algos import pop_advantage_filter_metrics  # noqa: E402
 from r1reward_verl.reward.failfast import RefereeFailFast, fail_fast_steps  # noqa: E402
-from r1reward_verl.reward.metrics import genrm_step_metrics, reward_step_metrics  # noqa: E402
+from r1reward_verl.reward.step_metrics import genrm_step_metrics, reward_step_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ def main_ppo(cpu_dir: Path, log_root: Path, *overrides: str, multirun: bool = Fa
 
 def read_metrics(path: Path) -> dict[int, dict]:
     """verl's file logger (one JSON line per step), read by r1reward_verl.plot: ``{step: {metric: value}}``."""
-    from r1reward_verl.plot import read_jsonl
+    from r1reward_verl.runlogs import read_jsonl
 
     return read_jsonl(path).by_step()
 

@@ -117,7 +117,7 @@ def _group_items(tiny_model_dir, texts, uid="u0", prompt_image=None):
 def test_group_round_robin_longer_judge_exact_ranking(tiny_model_dir):
     """n = 4 rollouts of one prompt: the judge prefers the longer answer, so the win rates are known."""
     from r1reward_verl.judge.core import expected_calls
-    from r1reward_verl.reward.metrics import genrm_step_metrics
+    from r1reward_verl.reward.step_metrics import genrm_step_metrics
 
     with scripted_judge("longer") as srv:
         config = _group_config(tiny_model_dir, judge_base_url=srv.url)

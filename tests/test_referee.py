@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from r1reward_verl.reward.metrics import reward_step_metrics
+from r1reward_verl.reward.step_metrics import reward_step_metrics
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages, parse_verdict
 from reward_fns.r1_reward import compute_score
 from tests.support.servers import closed_port, held_referee, running_server

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from r1reward_verl.reward.metrics import reward_overlap_metrics, reward_step_metrics
+from r1reward_verl.reward.step_metrics import reward_overlap_metrics, reward_step_metrics
 from r1reward_verl.reward.score import compute_score
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from r1reward_verl.config import REPO_ROOT
 from r1reward_verl.procs import run_in_session
-from r1reward_verl.plot import read_jsonl
+from r1reward_verl.runlogs import read_jsonl
 from tests.support.servers import held_referee
 from tests.support.ray_cluster import RAY_CLI, RayCluster
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def jsonl_series(path: Path, key: str) -> list[tuple[int, float]]:
-    from r1reward_verl.plot import read_jsonl
+    from r1reward_verl.runlogs import read_jsonl
 
     if not path.exists():
         return []

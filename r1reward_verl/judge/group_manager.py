@@ -39,7 +39,7 @@ a lone rollout gets ``single_score``; both are counted (``pairwise_partial``). A
 ``empty_score`` and is not sent to the judge. A judge fault never fails the step: the call counts 1/2
 and is reported; an unexpected error in a group's judging gives its rollouts 1/2 and ``pairwise_error``.
 
-``reward_extra_info`` per rollout (the same keys in every mode; ``r1reward_verl.reward.metrics
+``reward_extra_info`` per rollout (the same keys in every mode; ``r1reward_verl.reward.step_metrics
 .genrm_step_metrics`` makes ``genrm/*`` step metrics of them): ``score``, ``pairwise_p``,
 ``pairwise_group_size``, ``pairwise_partial``, and the group's judge counters on its first rollout only
 (0 on the others, so sums over a batch are totals): ``pairwise_calls``, ``pairwise_attempts``,

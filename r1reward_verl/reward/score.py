@@ -71,7 +71,7 @@ def referee_settings(
 def day_clock() -> float:
     """Seconds since 00:00 UTC. verl carries reward_extra_info through TransferQueue as float32, whose
     24-bit mantissa would round a Unix time (~1.8e9 s) to 128 s; seconds of the day keep ~8 ms.
-    :func:`r1reward_verl.reward.metrics.reward_overlap_metrics` unwraps a batch that spans midnight."""
+    :func:`r1reward_verl.reward.step_metrics.reward_overlap_metrics` unwraps a batch that spans midnight."""
     return time.time() % 86400.0
 
 
