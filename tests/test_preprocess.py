@@ -235,7 +235,7 @@ def test_cli_and_sample_script_are_reproducible(tmp_path):
     a = make_sample(tmp_path / "a")
     b = make_sample(tmp_path / "b")
     assert a.read_bytes() == b.read_bytes()
-    bundled = Path(__file__).resolve().parents[1] / "preprocess" / "sample_data" / "pairs.jsonl"
+    bundled = Path(__file__).resolve().parents[1] / "r1reward_verl" / "data" / "sample_data" / "pairs.jsonl"
     assert bundled.read_bytes() == a.read_bytes()  # the committed sample is what the script makes
     assert sorted(p.name for p in (tmp_path / "a" / "images").iterdir()) == sorted(
         p.name for p in bundled.parent.joinpath("images").iterdir())  # fmt: skip

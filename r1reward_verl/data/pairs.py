@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from r1reward_verl.data import records, tokens
+from r1reward_verl.data import images, records, tokens
 from r1reward_verl.data.outputs import (  # noqa: F401  (the schemas and row builders are part of this module's interface)
     ABILITY,
     IMAGE_TYPE,
@@ -133,7 +133,7 @@ def content_key(p: Pair) -> bytes:
     a, b = sorted((p.response_1, p.response_2))
     h = hashlib.blake2b(f"{p.question}\0{a}\0{b}\0".encode(), digest_size=16)
     for im in p.images:
-        h.update(records._FILE_IMAGES.digest(im["path"], im["bytes"]))
+        h.update(images.image_digest(im["path"], im["bytes"]))
     return h.digest()
 
 
@@ -209,7 +209,7 @@ def convert(
         tokens.counter()  # loaded (or refused, naming --processor) before anything is written
     prepare_out_dirs(out, sft_out, sources)
     out = Path(out)
-    records._FILE_IMAGES.new_run()  # image files are re-checked against the file system once per run
+    images.new_run()  # image files are re-checked against the file system once per run
     writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group, rl_table) for s in ("train", "val")}
     sft_writers = {}
     if sft_out is not None:
