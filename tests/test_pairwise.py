@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from r1reward_verl import pairwise
+from r1reward_verl.judge import core as pairwise
 from r1reward_verl.judge.core import OpenAIJudge, expected_calls, rank_group, seed_order
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.judge.rank import main as rank_main

@@ -102,7 +102,7 @@ def test_prompt_frames_reasoning_as_data_with_fresh_nonce():
 
 
 @pytest.mark.parametrize(
-    "behaviour, error, attempts", [("fail500", "http_5xx", 3), ("garbage", "bad_body", 3), ("slow", "timeout", 3)]
+    "behaviour, error, attempts", [("fail500", "http_5xx", 3), ("non_json", "bad_body", 3), ("slow", "timeout", 3)]
 )
 def test_faults_are_retried_then_counted(behaviour, error, attempts):
     """``slow``: a referee that holds every request and never answers, so each attempt's time-out must fire
@@ -126,7 +126,7 @@ def _requests_received(addr) -> int:
 
 @pytest.mark.parametrize(
     "behaviour, error, requests",
-    [("echo", "not_a_verdict", 1), ("fail500", "http_5xx", 4), ("garbage", "bad_body", 4)],
+    [("echo", "not_a_verdict", 1), ("fail500", "http_5xx", 4), ("non_json", "bad_body", 4)],
 )  # fmt: skip
 def test_only_transport_faults_are_retried(behaviour, error, requests):
     """A reply that is not a verdict comes back the same at temperature 0: one request, its own error kind.

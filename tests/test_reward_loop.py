@@ -60,7 +60,7 @@ def test_hosted_mode_with_live_tiny_qwen25vl_referee(tiny_model_dir):
     assert outs["wrong"]["reward_score"] == 0.5
 
 
-@pytest.mark.parametrize("behaviour", ["fail500", "garbage", "slow", "closed"])
+@pytest.mark.parametrize("behaviour", ["fail500", "non_json", "slow", "closed"])
 def test_referee_faults_never_fail_the_batch(tiny_model_dir, behaviour):
     """``slow``: a referee that holds every request and never answers, so each attempt's time-out (0.2 s) must
     fire, however fast or slow the machine is; ``closed``: nothing listens on the port."""
@@ -83,7 +83,7 @@ def test_referee_faults_never_fail_the_batch(tiny_model_dir, behaviour):
             outs = run(f"http://{addr}/v1")
     asked = [k for k, v in outs.items() if v["reward_extra_info"]["referee_asked"]]
     assert sorted(asked) == ["consistent", "inconsistent", "unformatted"]
-    expected_error = {"fail500": "http_5xx", "garbage": "bad_body", "slow": "timeout", "closed": "connection"}[behaviour]
+    expected_error = {"fail500": "http_5xx", "non_json": "bad_body", "slow": "timeout", "closed": "connection"}[behaviour]
     for k in asked:
         info = outs[k]["reward_extra_info"]
         assert info["referee_ok"] is False and info["referee_attempts"] == 2 and info["consistency"] == 0.0
