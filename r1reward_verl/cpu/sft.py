@@ -15,21 +15,55 @@ from pathlib import Path
 from r1reward_verl.config import CONFIG_DIR
 from r1reward_verl.procs import run_in_session
 
-# verl SFT on CPU (torchrun, gloo; sft_procs below): no flash-attn (sdpa, padded batches), no torch.compile, fp32
-SFT_CPU_OVERRIDES = [
-    "trainer.device=cpu",
-    "trainer.nnodes=1",
-    "data.use_dynamic_bsz=false",
-    "data.max_length=512",
-    "data.num_workers=0",
-    "model.use_remove_padding=false",
-    "+model.override_config.attn_implementation=sdpa",
-    "model.enable_gradient_checkpointing=false",
-    "engine.dtype=float32",
+# The CPU settings verl's SFT trainer shares with the RL runs, read from their CPU overlay
+# (hydra_configs/cpu/_ppo.yaml): the same settings of verl's hf_model, FSDP engine and trainer configs, at their
+# place in the SFT trainer's tree (sft_trainer_engine: model.*, engine.*, data.*) instead of main_ppo's
+# (actor_rollout_ref.*). The overlay cannot simply be loaded into the SFT run: it is a main_ppo tree.
+_SHARED_WITH_PPO = {
+    "trainer.device": "trainer.device",
+    "trainer.nnodes": "trainer.nnodes",
+    "data.num_workers": "data.dataloader_num_workers",
+    # no flash-attn on CPU: sdpa, padded batches
+    "model.use_remove_padding": "actor_rollout_ref.model.use_remove_padding",
+    "+model.override_config.attn_implementation": "actor_rollout_ref.model.override_config.attn_implementation",
+    "model.enable_gradient_checkpointing": "actor_rollout_ref.model.enable_gradient_checkpointing",
     # compute in fp32: verl's FSDP engine otherwise autocasts to bf16 (its default param_dtype), emulated on a CPU
     # without bf16 instructions (AVX2): 4-5x slower steps (benchmarks/RESULTS.md, issue 12)
-    "+engine.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
-    "engine.use_torch_compile=false",
+    "engine.dtype": "actor_rollout_ref.actor.fsdp_config.dtype",
+    "+engine.mixed_precision": "actor_rollout_ref.actor.fsdp_config.mixed_precision",
+    "engine.use_torch_compile": "actor_rollout_ref.actor.use_torch_compile",
+}
+
+
+def _override_value(value) -> str:
+    """``value`` as Hydra's override grammar spells it: ``false``, ``1``, ``{a:b,c:d}``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _shared_with_ppo() -> list[str]:
+    from omegaconf import OmegaConf
+
+    overlay = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "cpu" / "_ppo.yaml"), resolve=False)
+    out = []
+    for key, ppo_key in _SHARED_WITH_PPO.items():
+        value = overlay
+        for part in ppo_key.split("."):
+            value = value[part]
+        out.append(f"{key}={_override_value(value)}")
+    return out
+
+
+# verl SFT on CPU (torchrun, gloo; sft_procs below): the settings shared with the RL runs (above), then the SFT
+# trainer's own: fixed-size batches, the miniature's lengths and schedule, no checkpoints or validation between
+# steps (the runner exports the last step)
+SFT_CPU_OVERRIDES = [
+    *_shared_with_ppo(),
+    "data.use_dynamic_bsz=false",
+    "data.max_length=512",
     "optim.lr_scheduler_type=constant",
     "optim.lr_warmup_steps_ratio=0",
     "trainer.logger=[console]",
