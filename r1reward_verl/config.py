@@ -95,7 +95,7 @@ def missing_local_input(config: DictConfig) -> Optional[str]:
 
 
 class CheckConfigAtStart(Callback):
-    """Hydra callback (``hydra.callbacks.r1reward_check`` in ``hydra_configs/r1reward_common.yaml``).
+    """Hydra callback (``hydra.callbacks.r1reward_check`` in ``hydra_configs/_r1reward_common.yaml``).
 
     ``python -m verl.trainer.main_ppo`` is a ``@hydra.main`` app; Hydra calls ``on_job_start`` with the
     composed config right before ``main`` (once per job of a ``-m`` sweep), i.e. before verl's
