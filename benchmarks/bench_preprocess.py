@@ -34,10 +34,10 @@ import sys, time, resource
 from pathlib import Path
 import pandas as pd
 sys.path.insert(0, sys.argv[3])
-from r1reward_verl.data import records
+from r1reward_verl.data import images
 from r1reward_verl.data.records import normalize_pair
 from r1reward_verl.data.pairs import rl_row, RL_SCHEMA
-records._FILE_IMAGES.max_bytes = 0  # the straightforward version reads and checks every image it meets
+images.FILE_IMAGES.max_bytes = 0  # the straightforward version reads and checks every image it meets
 import pyarrow as pa
 t0 = time.perf_counter()
 src = Path(sys.argv[1])
