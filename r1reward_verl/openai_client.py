@@ -66,6 +66,16 @@ def image_url_part(data: bytes) -> dict:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
+def table1_messages(question: str, response_1: str, response_2: str, images: list[bytes]) -> list[dict]:
+    """R1-Reward's Table 1 prompt (``r1reward_verl.prompt``) as one OpenAI user message, the images first as data
+    URIs: what the annotator and the pairwise judge send."""
+    from r1reward_verl.prompt import build_table1_prompt
+
+    content: list[dict] = [image_url_part(im) for im in images]
+    content.append({"type": "text", "text": build_table1_prompt(question, response_1, response_2)})
+    return [{"role": "user", "content": content}]
+
+
 def first_content(body: Any) -> str:
     """``choices[0].message.content`` of an OpenAI chat completion (raises on any other shape)."""
     content = body["choices"][0]["message"]["content"]

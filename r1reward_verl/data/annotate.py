@@ -40,17 +40,14 @@ from typing import Optional
 from r1reward_verl.data.pairs import Balancer, swap
 from r1reward_verl.data.records import BadRow, InvalidInput, Pair, base_dir_of, check_inputs, iter_raw_rows, normalize_pair
 from r1reward_verl.cli import ArgumentParser, cli_main, non_negative_int, positive_int
-from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, image_url_part
-from r1reward_verl.prompt import build_table1_prompt
+from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, table1_messages
 from r1reward_verl.resume import read_resumable
 from r1reward_verl.reward.parse import parse_output
 
 
 def openai_messages(p: Pair) -> list[dict]:
-    """The Table 1 prompt as an OpenAI chat message, images first as data URIs."""
-    content: list[dict] = [image_url_part(im["bytes"]) for im in p.images]
-    content.append({"type": "text", "text": build_table1_prompt(p.question, p.response_1, p.response_2)})
-    return [{"role": "user", "content": content}]
+    """The Table 1 prompt of a pair as an OpenAI chat message (:func:`r1reward_verl.openai_client.table1_messages`)."""
+    return table1_messages(p.question, p.response_1, p.response_2, [im["bytes"] for im in p.images])
 
 
 def _record_id(line: bytes) -> Optional[str]:

@@ -41,7 +41,7 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Protocol, Sequence
 
-from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, image_url_part
+from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, table1_messages
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
 
@@ -70,10 +70,9 @@ class Judge(Protocol):
 
 
 def openai_messages(p: PairPrompt) -> list[dict]:
-    """The Table 1 prompt as an OpenAI chat message, images first as data URIs (as ``preprocess.annotate``)."""
-    content: list[dict] = [image_url_part(im) for im in p.images]
-    content.append({"type": "text", "text": build_table1_prompt(p.question, p.response_1, p.response_2)})
-    return [{"role": "user", "content": content}]
+    """The Table 1 prompt as an OpenAI chat message (:func:`r1reward_verl.openai_client.table1_messages`, as the
+    annotator sends it)."""
+    return table1_messages(p.question, p.response_1, p.response_2, list(p.images))
 
 
 class OpenAIJudge:
