@@ -66,6 +66,30 @@ def image_url_part(data: bytes) -> dict:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
+def resolve_endpoint(role: str, mode: str, router_address: Optional[str], base_url: Optional[str],
+                     model: Optional[str], tokenizer: Any = None, can_be_off: bool = False
+                     ) -> tuple[str, Optional[str], Optional[str]]:  # fmt: skip
+    """Where the referee or the judge (``role``) is asked: ``hosted`` (verl's reward-model router, the model named
+    after its tokenizer unless given), ``endpoint`` (``<role>_base_url``) or, if ``can_be_off``, ``off``; ``auto``
+    prefers hosted, then an endpoint if a base URL is set (the judge always has one), then off. Returns
+    ``(mode, base URL or None, model)``; a setting that cannot work is a ValueError naming the option."""
+    modes = ("auto", "hosted", "endpoint") + (("off",) if can_be_off else ())
+    if mode not in modes:
+        raise ValueError(f"{role} must be {', '.join(modes[:-1])} or {modes[-1]}, got {mode!r}")
+    if mode == "auto":
+        mode = "hosted" if router_address else ("endpoint" if base_url or not can_be_off else "off")
+    if mode == "off":
+        return "off", None, model
+    if mode == "hosted":
+        if not router_address:
+            raise ValueError(f"{role}=hosted needs verl's reward_router_address: set reward.reward_model.enable=True "
+                             "and reward.reward_model.enable_resource_pool=True")
+        return "hosted", router_address, model or getattr(tokenizer, "name_or_path", None)
+    if not base_url:
+        raise ValueError(f"{role}=endpoint needs {role}_base_url")
+    return "endpoint", base_url, model
+
+
 def table1_messages(question: str, response_1: str, response_2: str, images: list[bytes]) -> list[dict]:
     """R1-Reward's Table 1 prompt (``r1reward_verl.prompt``) as one OpenAI user message, the images first as data
     URIs: what the annotator and the pairwise judge send."""

@@ -85,3 +85,28 @@ def test_evaluation_backend_reuses_connections():
         stats = _stats(addr)
     assert backend.failed_requests == 0 and all(r.greedy.endswith("<answer>1</answer>") and len(r.samples) == 3 for r in out)
     assert stats["requests"] == 24 and stats["connections"] <= 3, stats
+
+
+def test_one_endpoint_resolver_for_referee_and_judge():
+    """The referee and the judge choose hosted / endpoint (/ off) the same way, in one function."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from r1reward_verl.openai_client import resolve_endpoint
+
+    tok = SimpleNamespace(name_or_path="/models/referee")
+    router, url = "127.0.0.1:9000", "http://h:8000/v1"
+    assert resolve_endpoint("referee", "auto", router, url, None, tok, can_be_off=True) == ("hosted", router, "/models/referee")
+    assert resolve_endpoint("referee", "auto", None, url, "m", tok, can_be_off=True) == ("endpoint", url, "m")
+    assert resolve_endpoint("referee", "auto", None, None, None, tok, can_be_off=True) == ("off", None, None)
+    assert resolve_endpoint("judge", "auto", None, url, "m") == ("endpoint", url, "m")
+    assert resolve_endpoint("judge", "hosted", router, url, "mine", tok) == ("hosted", router, "mine")
+    with pytest.raises(ValueError, match="judge=endpoint needs judge_base_url"):
+        resolve_endpoint("judge", "auto", None, None, None)
+    with pytest.raises(ValueError, match="referee=hosted needs verl's reward_router_address"):
+        resolve_endpoint("referee", "hosted", None, url, None, can_be_off=True)
+    with pytest.raises(ValueError, match=r"judge must be auto, hosted or endpoint, got 'off'"):
+        resolve_endpoint("judge", "off", router, url, None)
+    with pytest.raises(ValueError, match=r"referee must be auto, hosted, endpoint or off, got 'x'"):
+        resolve_endpoint("referee", "x", router, url, None, can_be_off=True)

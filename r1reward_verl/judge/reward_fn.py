@@ -47,7 +47,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from r1reward_verl.openai_client import api_key_from_env
+from r1reward_verl.openai_client import api_key_from_env, resolve_endpoint
 from r1reward_verl.judge.core import JudgeStats, OpenAIJudge, compare
 
 _JUDGES: dict[tuple, OpenAIJudge] = {}
@@ -55,18 +55,7 @@ _JUDGES: dict[tuple, OpenAIJudge] = {}
 
 def _judge(reward_router_address, reward_model_tokenizer, judge, base_url, model, api_key_env, timeout, max_retries,
            backoff, concurrency, max_tokens) -> OpenAIJudge:  # fmt: skip
-    if judge not in ("auto", "hosted", "endpoint"):
-        raise ValueError(f"judge must be auto, hosted or endpoint, got {judge!r}")
-    mode = judge if judge != "auto" else ("hosted" if reward_router_address else "endpoint")
-    if mode == "hosted":
-        if not reward_router_address:
-            raise ValueError("judge=hosted needs verl's reward_router_address: set reward.reward_model.enable=True "
-                             "and reward.reward_model.enable_resource_pool=True")
-        url, model = reward_router_address, model or getattr(reward_model_tokenizer, "name_or_path", None)
-    else:
-        if not base_url:
-            raise ValueError("judge=endpoint needs judge_base_url")
-        url = base_url
+    _, url, model = resolve_endpoint("judge", judge, reward_router_address, base_url, model, reward_model_tokenizer)
     key = (url, model, api_key_env, float(timeout), int(max_retries), float(backoff), int(concurrency), int(max_tokens))
     j = _JUDGES.get(key)
     if j is None:  # one judge (hence one concurrency cap per event loop) per setting in this worker process

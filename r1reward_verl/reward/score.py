@@ -6,7 +6,7 @@ import time
 
 from typing import Any, Optional
 
-from r1reward_verl.openai_client import api_key_from_env
+from r1reward_verl.openai_client import api_key_from_env, resolve_endpoint
 from r1reward_verl.reward.parse import parse_output
 from r1reward_verl.reward.referee import RefereeSettings, ask_referee, build_referee_messages
 
@@ -45,23 +45,11 @@ def referee_settings(
     **knobs: Any,
 ) -> tuple[str, Optional[RefereeSettings]]:
     """Pick the way in: ``hosted`` (verl's router), ``endpoint`` (a base URL) or ``off``. ``auto`` prefers hosted."""
-    if referee not in ("auto", "hosted", "endpoint", "off"):
-        raise ValueError(f"referee must be auto, hosted, endpoint or off, got {referee!r}")
-    mode = referee
-    if mode == "auto":
-        mode = "hosted" if reward_router_address else ("endpoint" if base_url else "off")
+    mode, base, model = resolve_endpoint("referee", referee, reward_router_address, base_url, model,
+                                         reward_model_tokenizer, can_be_off=True)  # fmt: skip
     if mode == "off":
         return "off", None
-    if mode == "hosted":
-        if not reward_router_address:
-            raise ValueError("referee=hosted needs verl's reward_router_address: set reward.reward_model.enable=True "
-                             "and reward.reward_model.enable_resource_pool=True")
-        url = RefereeSettings.chat_url(reward_router_address)
-        model = model or getattr(reward_model_tokenizer, "name_or_path", None)
-    else:
-        if not base_url:
-            raise ValueError("referee=endpoint needs referee_base_url")
-        url = RefereeSettings.chat_url(base_url)
+    url = RefereeSettings.chat_url(base)
     if constrained == "auto":
         constrained = mode == "hosted"  # verl hosts the referee on vLLM, which supports structured_outputs
     return mode, RefereeSettings(url=url, model=model, api_key=api_key_from_env(api_key_env),
