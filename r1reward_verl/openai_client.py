@@ -66,6 +66,33 @@ def image_url_part(data: bytes) -> dict:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
+def required_api_key(api_key_env: Optional[str], api_key: Optional[str] = None) -> Optional[str]:
+    """The API key: ``api_key``, else the value of the environment variable NAMED ``api_key_env``; a named variable
+    that is not set is a ValueError (never a silent request without the key)."""
+    key = api_key or api_key_from_env(api_key_env)
+    if api_key_env and not key:
+        raise ValueError(f"environment variable {api_key_env} (the API key) is not set")
+    return key
+
+
+def n_choice_payload(messages: list[dict], n: int, temperature: float, top_p: float, max_tokens: int,
+                     model: Optional[str]) -> dict:  # fmt: skip
+    """A chat-completions body asking for ``n`` choices (``model`` only when named)."""
+    payload: dict[str, Any] = {"messages": messages, "n": n, "temperature": temperature, "top_p": top_p,
+                               "max_tokens": max_tokens}  # fmt: skip
+    if model:
+        payload["model"] = model
+    return payload
+
+
+def n_choice_texts(body: dict, n: int) -> list[str]:
+    """The ``n`` texts of a reply to :func:`n_choice_payload`; any other shape is a ValueError (a bad body)."""
+    texts = [c["message"]["content"] for c in body["choices"]]
+    if len(texts) != n or not all(isinstance(t, str) for t in texts):
+        raise ValueError("wrong number of choices")
+    return texts
+
+
 def resolve_endpoint(role: str, mode: str, router_address: Optional[str], base_url: Optional[str],
                      model: Optional[str], tokenizer: Any = None, can_be_off: bool = False
                      ) -> tuple[str, Optional[str], Optional[str]]:  # fmt: skip

@@ -235,13 +235,11 @@ class OpenAIBackend:
     def __init__(self, base_url: str, model: Optional[str] = None, *, api_key_env: Optional[str] = None,
                  max_new_tokens: int = 1024, temperature: float = 1.0, top_p: float = 1.0, concurrency: int = 16,
                  timeout: float = 300.0, max_retries: int = 3, backoff: float = 1.0):  # fmt: skip
-        from r1reward_verl.openai_client import api_key_from_env, chat_url
+        from r1reward_verl.openai_client import chat_url, required_api_key
 
         self.url = chat_url(base_url)
         self.model = model
-        self.api_key = api_key_from_env(api_key_env)
-        if api_key_env and not self.api_key:
-            raise ValueError(f"environment variable {api_key_env} (the API key) is not set")
+        self.api_key = required_api_key(api_key_env)
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.concurrency, self.timeout, self.max_retries, self.backoff = concurrency, timeout, max_retries, backoff
         self.failed_requests = 0
@@ -272,18 +270,12 @@ class OpenAIBackend:
         return out
 
     async def _ask(self, messages: list[dict], n: int, temperature: float, sem) -> tuple[list[str], int, Optional[str]]:
-        from r1reward_verl.openai_client import chat_with_retries
+        from r1reward_verl.openai_client import chat_with_retries, n_choice_payload, n_choice_texts
 
-        payload = {"messages": messages, "n": n, "temperature": temperature, "top_p": self.top_p,
-                   "max_tokens": self.max_new_tokens}  # fmt: skip
-        if self.model:
-            payload["model"] = self.model
+        payload = n_choice_payload(messages, n, temperature, self.top_p, self.max_new_tokens, self.model)
 
         def extract(body):
-            texts = [c["message"]["content"] for c in body["choices"]]
-            if len(texts) != n or not all(isinstance(t, str) for t in texts):
-                raise ValueError("wrong number of choices")
-            return texts, int((body.get("usage") or {}).get("prompt_tokens") or 0)
+            return n_choice_texts(body, n), int((body.get("usage") or {}).get("prompt_tokens") or 0)
 
         async with sem:
             value, _, error = await chat_with_retries(self.url, payload, api_key=self.api_key, timeout=self.timeout,

@@ -41,7 +41,8 @@ import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Protocol, Sequence
 
-from r1reward_verl.openai_client import api_key_from_env, chat_url, chat_with_retries, table1_messages
+from r1reward_verl.openai_client import (chat_url, chat_with_retries, n_choice_payload, n_choice_texts, required_api_key,
+                                         table1_messages)
 from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
 
@@ -90,9 +91,7 @@ class OpenAIJudge:
                  concurrency: int = 16):  # fmt: skip
         self.url = chat_url(base_url)
         self.model = model
-        self.api_key = api_key or api_key_from_env(api_key_env)
-        if api_key_env and not self.api_key:
-            raise ValueError(f"environment variable {api_key_env} (the API key) is not set")
+        self.api_key = required_api_key(api_key_env, api_key)
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, max_tokens
         self.timeout, self.max_retries, self.backoff = timeout, max_retries, backoff
         if concurrency < 1:
@@ -109,16 +108,10 @@ class OpenAIJudge:
 
     async def _one(self, p: PairPrompt, k: int) -> JudgeReply:
         temperature = self.temperature if self.temperature is not None else (0.0 if k == 1 else 1.0)
-        payload: dict[str, Any] = {"messages": openai_messages(p), "n": k, "temperature": temperature,
-                                   "top_p": self.top_p, "max_tokens": self.max_tokens}  # fmt: skip
-        if self.model:
-            payload["model"] = self.model
+        payload = n_choice_payload(openai_messages(p), k, temperature, self.top_p, self.max_tokens, self.model)
 
         def extract(body):
-            texts = [c["message"]["content"] for c in body["choices"]]
-            if len(texts) != k or not all(isinstance(t, str) for t in texts):
-                raise ValueError("wrong number of choices")
-            return texts
+            return n_choice_texts(body, k)
 
         try:
             async with self._sem():
