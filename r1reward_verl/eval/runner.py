@@ -54,18 +54,25 @@ def chosen_first(pair: EvalPair, seed: int) -> bool:
     return random.Random(f"{seed}:{pair.benchmark}:{pair.key}").random() < 0.5
 
 
-def build_request(pair: EvalPair, first_is_chosen: bool, *, greedy: bool, n: int) -> Request:
-    """The Table 1 prompt (the same text training uses), images then text, as verl's RLHFDataset lays it out."""
+def table1_request(question: str, response_1: str, response_2: str, images: list, video: Optional[list] = None, *,
+                   greedy: bool, n: int) -> Request:  # fmt: skip
+    """The Table 1 prompt (the same text training uses) as a backend request: images (paths or encoded bytes), then a
+    video's frames, then the text, as verl's RLHFDataset lays it out."""
     from PIL import Image
 
-    r1, r2 = (pair.chosen, pair.rejected) if first_is_chosen else (pair.rejected, pair.chosen)
-    images = [Image.open(x if isinstance(x, str) else io.BytesIO(x)).convert("RGB") for x in pair.images]
-    video = [Image.open(f).convert("RGB") for f in pair.video] if pair.video else None
-    content = [{"type": "image"} for _ in images] + ([{"type": "video"}] if video else [])
+    pil = [Image.open(x if isinstance(x, str) else io.BytesIO(x)).convert("RGB") for x in images]
+    frames = [Image.open(f).convert("RGB") for f in video] if video else None
+    content = [{"type": "image"} for _ in pil] + ([{"type": "video"}] if frames else [])
     # the same function writes the training data (there with <image> placeholders that verl's RLHFDataset
     # turns into image items before this text, as here)
-    content.append({"type": "text", "text": build_table1_prompt(pair.question, r1, r2, num_images=0)})
-    return Request([{"role": "user", "content": content}], images, video, greedy=greedy, n=n)
+    content.append({"type": "text", "text": build_table1_prompt(question, response_1, response_2, num_images=0)})
+    return Request([{"role": "user", "content": content}], pil, frames, greedy=greedy, n=n)
+
+
+def build_request(pair: EvalPair, first_is_chosen: bool, *, greedy: bool, n: int) -> Request:
+    """A benchmark pair in one order (:func:`table1_request`)."""
+    r1, r2 = (pair.chosen, pair.rejected) if first_is_chosen else (pair.rejected, pair.chosen)
+    return table1_request(pair.question, r1, r2, pair.images, pair.video, greedy=greedy, n=n)
 
 
 def _preds(result) -> tuple[list, list[str]]:

@@ -35,7 +35,6 @@ stops at that round.
 from __future__ import annotations
 
 import asyncio
-import io
 import math
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -43,7 +42,6 @@ from typing import Any, Optional, Protocol, Sequence
 
 from r1reward_verl.openai_client import (chat_url, chat_with_retries, n_choice_payload, n_choice_texts, required_api_key,
                                          table1_messages)
-from r1reward_verl.prompt import build_table1_prompt
 from r1reward_verl.reward.parse import parse_output
 
 MODES = ("round_robin", "knockout")
@@ -130,7 +128,7 @@ class OpenAIJudge:
 
 class BackendJudge:
     """A judge run by an evaluation backend (``r1reward_verl.eval.backends``: transformers, vLLM): the same
-    chat layout as ``eval.runner.build_request`` (images, then the Table 1 text). One batch per scheduler step
+    chat layout as the evaluator (``eval.runner.table1_request``: images, then the Table 1 text). One batch per scheduler step
     goes to ``backend.run`` in a worker thread, one at a time. k = 1: the greedy output; k > 1: k samples from
     one request (the prompt is processed once). A backend error fails the calls of that batch (1/2 each)."""
 
@@ -139,14 +137,9 @@ class BackendJudge:
         self._lock: Optional[asyncio.Lock] = None
 
     def _request(self, p: PairPrompt, k: int):
-        from PIL import Image
+        from r1reward_verl.eval.runner import table1_request
 
-        from r1reward_verl.eval.backends import Request
-
-        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in p.images]
-        content: list[dict] = [{"type": "image"} for _ in images]
-        content.append({"type": "text", "text": build_table1_prompt(p.question, p.response_1, p.response_2)})
-        return Request([{"role": "user", "content": content}], images, None, greedy=k == 1, n=0 if k == 1 else k)
+        return table1_request(p.question, p.response_1, p.response_2, list(p.images), greedy=k == 1, n=0 if k == 1 else k)
 
     async def judge(self, prompts: Sequence[PairPrompt], k: int) -> list[JudgeReply]:
         if not prompts:
