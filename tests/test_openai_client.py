@@ -110,3 +110,32 @@ def test_one_endpoint_resolver_for_referee_and_judge():
         resolve_endpoint("judge", "off", router, url, None)
     with pytest.raises(ValueError, match=r"referee must be auto, hosted, endpoint or off, got 'x'"):
         resolve_endpoint("referee", "x", router, url, None, can_be_off=True)
+
+
+def test_one_payload_and_key_check_for_judge_and_evaluation_backend(monkeypatch):
+    """The pairwise judge and the evaluation backend send the same n-choice body and refuse an unset key variable
+    the same way (``openai_client.n_choice_payload`` / ``required_api_key``)."""
+    import pytest
+
+    from r1reward_verl.eval.backends import OpenAIBackend
+    from r1reward_verl.judge.core import OpenAIJudge
+    from r1reward_verl.openai_client import n_choice_payload, n_choice_texts, required_api_key
+
+    msgs = [{"role": "user", "content": "q"}]
+    assert n_choice_payload(msgs, 3, 1.0, 0.9, 64, "m") == {"messages": msgs, "n": 3, "temperature": 1.0, "top_p": 0.9,
+                                                            "max_tokens": 64, "model": "m"}  # fmt: skip
+    assert "model" not in n_choice_payload(msgs, 1, 0.0, 1.0, 8, None)
+    body = {"choices": [{"message": {"content": "a"}}, {"message": {"content": "b"}}]}
+    assert n_choice_texts(body, 2) == ["a", "b"]
+    with pytest.raises(ValueError, match="wrong number of choices"):
+        n_choice_texts(body, 3)
+    monkeypatch.delenv("R1R_UNSET_KEY", raising=False)
+    monkeypatch.setenv("R1R_SET_KEY", "sk-1")
+    assert required_api_key(None) is None and required_api_key("R1R_SET_KEY") == "sk-1"
+    assert required_api_key("R1R_UNSET_KEY", "given") == "given"
+    for make in (lambda: OpenAIJudge("127.0.0.1:1", api_key_env="R1R_UNSET_KEY"),
+                 lambda: OpenAIBackend("127.0.0.1:1", api_key_env="R1R_UNSET_KEY")):  # fmt: skip
+        with pytest.raises(ValueError, match="environment variable R1R_UNSET_KEY \\(the API key\\) is not set"):
+            make()
+    assert OpenAIJudge("127.0.0.1:1", api_key_env="R1R_SET_KEY").api_key == "sk-1"
+    assert OpenAIBackend("127.0.0.1:1", api_key_env="R1R_SET_KEY").api_key == "sk-1"

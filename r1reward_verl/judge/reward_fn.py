@@ -47,7 +47,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from r1reward_verl.openai_client import api_key_from_env, resolve_endpoint
+from r1reward_verl.openai_client import resolve_endpoint
 from r1reward_verl.judge.core import JudgeStats, OpenAIJudge, compare
 
 _JUDGES: dict[tuple, OpenAIJudge] = {}
@@ -59,7 +59,7 @@ def _judge(reward_router_address, reward_model_tokenizer, judge, base_url, model
     key = (url, model, api_key_env, float(timeout), int(max_retries), float(backoff), int(concurrency), int(max_tokens))
     j = _JUDGES.get(key)
     if j is None:  # one judge (hence one concurrency cap per event loop) per setting in this worker process
-        j = _JUDGES[key] = OpenAIJudge(url, model, api_key=api_key_from_env(api_key_env), api_key_env=api_key_env,
+        j = _JUDGES[key] = OpenAIJudge(url, model, api_key_env=api_key_env,
                                        max_tokens=int(max_tokens), timeout=float(timeout), max_retries=int(max_retries),
                                        backoff=float(backoff), concurrency=int(concurrency))  # fmt: skip
     return j
