@@ -46,6 +46,24 @@ def test_prompt_is_table1_prompt_of_training():
     assert msg["content"] == [{"type": "text", "text": build_table1_prompt("Q?", "first answer", "second answer")}]
 
 
+def test_backend_judge_asks_what_the_evaluation_asks():
+    """A backend judge's request of (A, B) is the evaluation's request of the pair with A shown first: the same
+    messages and images (one function, ``eval.runner.table1_request``), greedy for k = 1, k samples otherwise."""
+    from r1reward_verl.eval.loaders import EvalPair
+    from r1reward_verl.eval.runner import build_request
+
+    img = png((0, 0, 255))
+    judge = pairwise.BackendJudge(backend=None)
+    ev = EvalPair("vl_rewardbench", "p", "k", "general", "p", "Q?", "answer A", "answer B", [img])
+    for k in (1, 3):
+        got = judge._request(pairwise.PairPrompt("Q?", (img,), "answer A", "answer B"), k)
+        want = build_request(ev, True, greedy=k == 1, n=0 if k == 1 else k)
+        assert got.messages == want.messages and (got.greedy, got.n, got.video) == (want.greedy, want.n, want.video)
+        assert [im.tobytes() for im in got.images] == [im.tobytes() for im in want.images]
+    assert got.messages[0]["content"][0] == {"type": "image"}
+    assert got.messages[0]["content"][1]["text"] == build_table1_prompt("Q?", "answer A", "answer B")
+
+
 def test_position_biased_judge_cancels_round_robin():
     """A judge that always answers 1: after the swap every comparison is 1/2, every candidate 0.5."""
     with scripted_judge("first") as srv:
