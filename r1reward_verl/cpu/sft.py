@@ -106,13 +106,11 @@ def sft_command(base_model: Path, sft_dir: Path, ckpt_dir: Path, epochs: int, lr
 
 
 def last_hf_export(ckpt: Path) -> Path:
-    """The HF export of the last step under a verl checkpoint dir: ``global_step_N/huggingface`` (SFT trainer) or
-    ``global_step_N/actor/huggingface`` (``main_ppo``)."""
-    exports = [p for p in ckpt.glob("global_step_*/*huggingface") if (p / "config.json").is_file()]
-    exports += [p for p in ckpt.glob("global_step_*/actor/huggingface") if (p / "config.json").is_file()]
+    """The HF export of the last step under a checkpoint dir of verl's SFT trainer: ``global_step_N/huggingface``."""
+    exports = [p for p in ckpt.glob("global_step_*/huggingface") if (p / "config.json").is_file()]
     if not exports:
         raise SystemExit(f"verl wrote no HF export under {ckpt}")
-    return max(exports, key=lambda p: int(p.relative_to(ckpt).parts[0].split("_")[-1]))
+    return max(exports, key=lambda p: int(p.parent.name.split("_")[-1]))
 
 
 def export_hf(export: Path, out: Path, processor_from: Path) -> Path:
