@@ -20,6 +20,7 @@ import pytest
 
 from r1reward_verl.config import CONFIG_DIR, REPO_ROOT
 from r1reward_verl.procs import run_in_session
+from tests.support.main_ppo import read_metrics
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -38,13 +39,6 @@ def main_ppo(cpu_dir: Path, log_root: Path, *overrides: str, multirun: bool = Fa
     log = log_root / "main_ppo.log"
     rc = run_in_session(cmd, log, env=env, cwd=REPO_ROOT, timeout=RUN_TIMEOUT)  # also kills what survives it
     return rc, log.read_text(errors="replace")
-
-
-def read_metrics(path: Path) -> dict[int, dict]:
-    """verl's file logger (one JSON line per step), read by r1reward_verl.plot: ``{step: {metric: value}}``."""
-    from r1reward_verl.runlogs import read_jsonl
-
-    return read_jsonl(path).by_step()
 
 
 def test_paper_config_trains_validates_checkpoints_and_resumes(cpu_dir, tmp_path):

@@ -23,16 +23,11 @@ import pytest
 
 from r1reward_verl.config import REPO_ROOT
 from r1reward_verl.procs import run_in_session
-from r1reward_verl.runlogs import read_jsonl
+from tests.support.main_ppo import read_metrics
 from tests.support.servers import held_referee
 from tests.support.ray_cluster import RAY_CLI, RayCluster
 
 pytestmark = pytest.mark.timeout(2400)
-
-def read_metrics(path: Path) -> dict[int, dict]:
-    """verl's file logger (one JSON line per step): ``{step: {metric: value}}``."""
-    return read_jsonl(path).by_step()
-
 
 SUBMIT_TIMEOUT = 900
 EXPERIMENT = "r1reward-paper-none-fsdp"

@@ -32,3 +32,10 @@ def main_ppo_guarded(tmp_path, config: str, *overrides: str, guard: str = RAY_GU
     cmd = [sys.executable, "-m", "verl.trainer.main_ppo", "--config-path", str(CONFIG_DIR), "--config-name", config,
            *overrides]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+
+
+def read_metrics(path) -> dict[int, dict]:
+    """verl's file logger (one JSON line per step), read by r1reward_verl.runlogs: ``{step: {metric: value}}``."""
+    from r1reward_verl.runlogs import read_jsonl
+
+    return read_jsonl(path).by_step()
