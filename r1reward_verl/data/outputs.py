@@ -41,6 +41,10 @@ RL_SCHEMA = pa.schema(
     ]
 )
 SFT_SCHEMA = pa.schema([("messages", MESSAGES_TYPE), ("images", IMAGE_TYPE), ("id", pa.string()), ("label", pa.string())])
+# --bt-out: a pair as the scalar reward model reads it (r1reward_verl.bt.dataset): the question with its images and
+# each response as the assistant's turn
+BT_SCHEMA = pa.schema([("chosen_messages", MESSAGES_TYPE), ("rejected_messages", MESSAGES_TYPE), ("images", IMAGE_TYPE),
+                       ("id", pa.string())])  # fmt: skip
 ABILITY = "reward_modeling"
 
 
@@ -65,6 +69,22 @@ def sft_row(p: Pair) -> dict:
         "images": p.images,
         "id": p.id,
         "label": str(p.preferred),
+    }
+
+
+def bt_user_turn(question: str, num_images: int) -> str:
+    """The user turn a scalar reward model reads: one ``<image>`` per image, then the question."""
+    return "<image>" * num_images + question
+
+
+def bt_row(p: Pair) -> dict:
+    chosen, rejected = (p.response_1, p.response_2) if p.preferred == 1 else (p.response_2, p.response_1)
+    user = {"role": "user", "content": bt_user_turn(p.question, len(p.images))}
+    return {
+        "chosen_messages": [user, {"role": "assistant", "content": chosen}],
+        "rejected_messages": [user, {"role": "assistant", "content": rejected}],
+        "images": p.images,
+        "id": p.id,
     }
 
 
@@ -148,14 +168,19 @@ def commit_all(writers: list[AtomicParquet]) -> None:
 OUTPUT_FILES = ("train.parquet", "val.parquet")
 
 
-def prepare_out_dirs(out: str | Path, sft_out: Optional[str | Path], sources: list[str]) -> None:
-    """Check ``--out`` (and ``--sft-out``) before anything is written, then create them. Refused with an
-    InvalidInput naming the option: a path that is a file, or under one, or cannot be made; the same
-    directory for both (their files have the same names); an input that this run would overwrite."""
-    dirs = {"--out": Path(out), **({"--sft-out": Path(sft_out)} if sft_out is not None else {})}
-    if sft_out is not None and dirs["--out"].resolve() == dirs["--sft-out"].resolve():
-        raise InvalidInput(f"--sft-out {sft_out} is the --out directory: both write {' and '.join(OUTPUT_FILES)}; "
-                           "give each a directory of its own")  # fmt: skip
+def prepare_out_dirs(out: str | Path, sft_out: Optional[str | Path], sources: list[str],
+                     bt_out: Optional[str | Path] = None) -> None:  # fmt: skip
+    """Check ``--out`` (and ``--sft-out``, ``--bt-out``) before anything is written, then create them. Refused
+    with an InvalidInput naming the option: a path that is a file, or under one, or cannot be made; the same
+    directory for two of them (their files have the same names); an input that this run would overwrite."""
+    dirs = {"--out": Path(out), **({"--sft-out": Path(sft_out)} if sft_out is not None else {}),
+            **({"--bt-out": Path(bt_out)} if bt_out is not None else {})}  # fmt: skip
+    seen: dict = {}
+    for flag, d in dirs.items():
+        if d.resolve() in seen:
+            raise InvalidInput(f"{flag} {d} is the {seen[d.resolve()]} directory: both write "
+                               f"{' and '.join(OUTPUT_FILES)}; give each a directory of its own")  # fmt: skip
+        seen[d.resolve()] = flag
     written = {d.resolve() / name for d in dirs.values() for name in (*OUTPUT_FILES, "summary.json")}
     for source in sources:
         if Path(source).exists() and Path(source).resolve() in written:

@@ -2,11 +2,14 @@
 
     python -m preprocess.pairs --input pairs.jsonl [--input more.parquet | SHARDS_DIR | yifanzhang114/R1-Reward-RL]
         --out DIR [--val-fraction 0.02] [--seed 0] [--skip-invalid] [--allow-empty] [--difficulty-filter] [--no-dedup]
-        [--sft-out SFT_DIR] [--max-pixels N] [--processor MODEL --max-prompt-tokens N --max-sft-tokens N]
+        [--sft-out SFT_DIR] [--bt-out BT_DIR] [--max-pixels N] [--processor MODEL --max-prompt-tokens N --max-sft-tokens N]
         [--max-images 4] [--drop-overlong]
 
 Writes ``DIR/train.parquet`` and ``DIR/val.parquet`` (RL) and, with ``--sft-out``, ``SFT_DIR/train.parquet``
-and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; ``DIR/summary.json`` in all cases.
+and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; with ``--bt-out``, ``BT_DIR/{train,val}.parquet``:
+every pair that passes de-duplication (before ``--difficulty-filter``), as ``chosen_messages`` / ``rejected_messages``
+(the question with its ``<image>`` placeholders, then one response as the assistant's turn), ``images``, ``id``, for the
+scalar reward model (``r1reward_verl.bt``); ``DIR/summary.json`` in all cases (``bt_written_by_split``).
 
 * RL rows: ``data_source``, ``prompt`` (the Table 1 prompt of R1-Reward §4.3 with one ``<image>``
   placeholder per image), ``images`` ([{bytes, path}]), ``ability``, ``reward_model`` {style: rule,
@@ -64,8 +67,10 @@ from r1reward_verl.data.outputs import (  # noqa: F401  (the schemas and row bui
     IMAGE_TYPE,
     MESSAGES_TYPE,
     RL_SCHEMA,
+    BT_SCHEMA,
     SFT_SCHEMA,
     AtomicParquet,
+    bt_row,
     commit_all,
     prepare_out_dirs,
     rl_row,
@@ -96,6 +101,7 @@ class Summary:
     sanitized: int = 0
     resized_images: int = 0
     sft_written: Counter = field(default_factory=Counter)
+    bt_written: Counter = field(default_factory=Counter)  # --bt-out rows per split (every pair de-duplication kept)
     examples: dict = field(default_factory=dict)  # first file:row per rejection reason
     empty_inputs: list = field(default_factory=list)  # inputs with no rows (--allow-empty)
     sft_rejected: Counter = field(default_factory=Counter)  # SFT rows dropped over --max-sft-tokens
@@ -116,6 +122,7 @@ class Summary:
             "resized_images": self.resized_images,
             "sft_written_by_split": dict(self.sft_written),
             "sft_rejected_by_reason": dict(self.sft_rejected),
+            "bt_written_by_split": dict(self.bt_written),
             "empty_inputs": self.empty_inputs,
             **self.limits,
             "balanced": self.read == sum(self.written.values()) + sum(self.rejected.values()),
@@ -174,6 +181,7 @@ def convert(
     out: str | Path,
     *,
     sft_out: Optional[str | Path] = None,
+    bt_out: Optional[str | Path] = None,
     val_fraction: float = 0.02,
     seed: int = 0,
     skip_invalid: bool = False,
@@ -207,13 +215,16 @@ def convert(
     sources = check_inputs(inputs, fmt)
     if processor is not None:
         tokens.counter()  # loaded (or refused, naming --processor) before anything is written
-    prepare_out_dirs(out, sft_out, sources)
+    prepare_out_dirs(out, sft_out, sources, bt_out)
     out = Path(out)
     images.new_run()  # image files are re-checked against the file system once per run
     writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group, rl_table) for s in ("train", "val")}
     sft_writers = {}
     if sft_out is not None:
         sft_writers = {s: AtomicParquet(Path(sft_out) / f"{s}.parquet", SFT_SCHEMA, rows_per_group) for s in ("train", "val")}
+    bt_writers = {}
+    if bt_out is not None:
+        bt_writers = {s: AtomicParquet(Path(bt_out) / f"{s}.parquet", BT_SCHEMA, rows_per_group) for s in ("train", "val")}
     balancers = {"train": Balancer(seed), "val": Balancer(seed + 1)}
     summary = Summary()
     report = tokens.LimitReport(limits)
@@ -271,6 +282,9 @@ def convert(
                         sft_writers[split].add(sft_row(pair))
                         summary.sft_written[split] += 1
                         summary.sft_labels[split][pair.preferred] += 1
+                if bt_writers:  # every pair, as preferred (the scalar model reads each response on its own)
+                    bt_writers[split].add(bt_row(pair))
+                    summary.bt_written[split] += 1
                 # the paper's split (§4.3): the cold start learns from every pair, RL from the hard ones only
                 if difficulty_filter and pair.attempts != "failed" and int(pair.attempts) < 2:
                     reject(raw, "difficulty_filtered", f"attempts={pair.attempts} (< 2)")
@@ -297,9 +311,9 @@ def convert(
         if summary.read and not summary.written and not allow_empty:
             raise InvalidInput(f"no rows written: all {summary.read} rows read were rejected {dict(summary.rejected)} "
                                "(use --allow-empty to accept an empty output)")  # fmt: skip
-        commit_all([*writers.values(), *sft_writers.values()])
+        commit_all([*writers.values(), *sft_writers.values(), *bt_writers.values()])
     except BaseException:
-        for w in (*writers.values(), *sft_writers.values()):
+        for w in (*writers.values(), *sft_writers.values(), *bt_writers.values()):
             w.abort()
         raise
     finally:
@@ -338,6 +352,8 @@ def main(argv=None) -> int:
                              "files, or a hub dataset name; repeatable")  # fmt: skip
     parser.add_argument("--out", required=True, help="output directory for train.parquet, val.parquet, summary.json")
     parser.add_argument("--sft-out", help="also write SFT parquet (rows with 'reasoning') to this directory")
+    parser.add_argument("--bt-out", help="also write every pair as chosen/rejected conversations (the scalar reward "
+                                         "model's parquet, hydra_configs/r1reward_bt.yaml) to this directory")
     parser.add_argument("--format", choices=["auto", "pairs", "r1reward_rl"], default="auto")
     parser.add_argument("--val-fraction", type=fraction, default=0.02, help="in [0, 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -378,7 +394,7 @@ def main(argv=None) -> int:
         for flag in ("max_prompt_tokens", "max_sft_tokens"):
             if getattr(args, flag) is not None:
                 parser.error(f"argument --{flag.replace('_', '-')}: needs --processor to count tokens as verl does")
-    s = convert(args.input, args.out, sft_out=args.sft_out, val_fraction=args.val_fraction, seed=args.seed,
+    s = convert(args.input, args.out, sft_out=args.sft_out, bt_out=args.bt_out, val_fraction=args.val_fraction, seed=args.seed,
                 skip_invalid=args.skip_invalid, allow_empty=args.allow_empty,
                 difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
                 data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
@@ -390,7 +406,7 @@ def main(argv=None) -> int:
     empty = f"; empty inputs {len(s['empty_inputs'])}" if s["empty_inputs"] else ""
     print(f"read {s['read']} = written {s['written']} {s['written_by_split']} + rejected {s['rejected']} "
           f"{s['rejected_by_reason']}; labels {s['labels_by_split']}; swapped {s['swapped']}; "
-          f"SFT {s['sft_written_by_split']}{tokens.summary_text(s)}{empty}; "
+          f"SFT {s['sft_written_by_split']}; BT {s['bt_written_by_split']}{tokens.summary_text(s)}{empty}; "
           f"summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
     return 0
 

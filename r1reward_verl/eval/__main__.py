@@ -74,6 +74,10 @@ def _backend(args):
 
     def make():
         try:
+            if args.backend == "scalar":
+                from r1reward_verl.eval.scalar import ScalarBackend
+
+                return ScalarBackend(args.model, batch_size=max(args.batch_size, 16))
             if args.backend == "vllm":
                 from r1reward_verl.eval.backends import VLLMBackend
 
@@ -99,7 +103,9 @@ def _parser() -> ArgumentParser:
     run.add_argument("--bench", action="append", required=True, help="BENCHMARK=FILE (or FILE: detected)")
     run.add_argument("--media-root", action="append", default=[], help="BENCHMARK=DIR where relative media paths start")
     run.add_argument("--out", required=True)
-    run.add_argument("--backend", choices=["vllm", "transformers", "openai"], default="vllm")
+    run.add_argument("--backend", choices=["vllm", "transformers", "openai", "scalar"], default="vllm",
+                     help="scalar: a scalar (Bradley-Terry) reward model, each response scored on its own; chosen "
+                          "by itself when --model is one (r1reward_verl.bt)")  # fmt: skip
     run.add_argument("--base-url", help="openai backend: e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the API key")
     run.add_argument("--concurrency", type=positive_int, default=16, help="openai backend: requests in flight")
@@ -161,6 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--no-greedy wants --k >= 1 (samples), else there is nothing to ask")
     if args.backend == "openai" and not args.base_url:
         ap.error("--backend openai needs --base-url")
+    if args.backend != "openai":
+        from r1reward_verl.bt.score import is_scalar_model
+
+        if is_scalar_model(args.model):
+            args.backend = "scalar"
+        elif args.backend == "scalar":
+            raise UserError(f"--backend scalar: --model {args.model} is not a scalar reward model (its config.json "
+                            "names no R1RQwen2_5_VLForTokenClassification)")  # fmt: skip
+    if args.backend == "scalar" and (args.k or args.no_greedy):
+        ap.error("a scalar reward model has no samples: --k must be 0 (its score is deterministic)")
     benches, roots = _pairs(args.bench, "bench"), _pairs(args.media_root, "media-root")
     for bench, root in roots.items():
         if bench not in benches:

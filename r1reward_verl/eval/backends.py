@@ -20,6 +20,8 @@ class Request:
     video: Optional[list[Any]] = None  # PIL frames of one video
     greedy: bool = True
     n: int = 0  # samples at the backend's temperature
+    # (question, response_1, response_2): what a scalar reward model scores, each response on its own
+    texts: Optional[tuple[str, str, str]] = None
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Result:
     samples: list[str]
     prompt_tokens: int  # prompt tokens the backend processed for this request (greedy + samples)
     error: Optional[str] = None  # set when the backend got no output for (part of) the request: not a result
+    scores: Optional[tuple[float, float]] = None  # a scalar reward model's rewards of response 1 and 2 (no text)
 
 
 class Backend(Protocol):

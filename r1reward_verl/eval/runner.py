@@ -66,7 +66,8 @@ def table1_request(question: str, response_1: str, response_2: str, images: list
     # the same function writes the training data (there with <image> placeholders that verl's RLHFDataset
     # turns into image items before this text, as here)
     content.append({"type": "text", "text": build_table1_prompt(question, response_1, response_2, num_images=0)})
-    return Request([{"role": "user", "content": content}], pil, frames, greedy=greedy, n=n)
+    return Request([{"role": "user", "content": content}], pil, frames, greedy=greedy, n=n,
+                   texts=(question, response_1, response_2))
 
 
 def build_request(pair: EvalPair, first_is_chosen: bool, *, greedy: bool, n: int) -> Request:
@@ -75,7 +76,15 @@ def build_request(pair: EvalPair, first_is_chosen: bool, *, greedy: bool, n: int
     return table1_request(pair.question, r1, r2, pair.images, pair.video, greedy=greedy, n=n)
 
 
+def scalar_pred(scores: tuple[float, float]) -> Optional[int]:
+    """A scalar reward model's verdict on a pair: the response with the higher reward; a tie is no verdict (wrong)."""
+    s1, s2 = scores
+    return 1 if s1 > s2 else 2 if s2 > s1 else None
+
+
 def _preds(result) -> tuple[list, list[str]]:
+    if getattr(result, "scores", None) is not None:
+        return [scalar_pred(result.scores)], []
     outputs = ([result.greedy] if result.greedy is not None else []) + list(result.samples)
     return [parse_output(o).pred for o in outputs], outputs
 
@@ -85,9 +94,13 @@ def _record(p: EvalPair, first_is_chosen: bool, greedy: bool, result, swapped_re
     rec = {"benchmark": p.benchmark, "id": p.id, "key": p.key, "category": p.category, "group": p.group,
            "label": 1 if first_is_chosen else 2, "greedy": greedy, "preds": preds, "outputs": outputs,
            "video_frames": len(p.video) if p.video else 0}  # fmt: skip
+    if getattr(result, "scores", None) is not None:
+        rec["scores"] = list(result.scores)
     if swapped_result is not None:
         s_preds, s_outputs = _preds(swapped_result)
         rec["swapped"] = {"label": 2 if first_is_chosen else 1, "preds": s_preds, "outputs": s_outputs}
+        if getattr(swapped_result, "scores", None) is not None:
+            rec["swapped"]["scores"] = list(swapped_result.scores)
     return rec
 
 
