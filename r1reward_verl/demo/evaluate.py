@@ -46,6 +46,39 @@ def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int, marg
     return res
 
 
+def evaluate_scalar(wd: Path, name: str, model: Path, seed: int, critic: Path | None = None, max_new_tokens: int = 48) -> dict:
+    """Held-out accuracy of a scalar reward model (``critic``: critic-then-score) with the real evaluator (its scalar
+    backend: each response scored on its own, so both orders agree by construction); format is None (no text)."""
+    from r1reward_verl.demo.scoring import accuracy_by_difficulty
+    from r1reward_verl.eval.runner import evaluate, read_items
+
+    heldout = wd / "data" / "heldout"
+    out = wd / "eval" / name
+    shutil.rmtree(out, ignore_errors=True)
+    if critic is None:
+        from r1reward_verl.eval.scalar import ScalarBackend
+
+        backend = ScalarBackend(str(model))
+    else:
+        from r1reward_verl.eval.critic import CriticThenScoreBackend
+
+        backend = CriticThenScoreBackend(str(model), str(critic), max_new_tokens=max_new_tokens, seed=seed)
+    evaluate({"vl_rewardbench": str(heldout / "vl_rewardbench.jsonl")}, backend, out, k=0, swap=True, seed=seed,
+             media_roots={"vl_rewardbench": str(heldout)}, model_name=name, progress=False)  # fmt: skip
+    records = read_items(out / "items.jsonl")
+    by_d = accuracy_by_difficulty(records)["vl_rewardbench"]
+    n = sum(v["n"] for v in by_d.values())
+    res = {
+        "accuracy": round(sum(v["acc"] * v["n"] for v in by_d.values()) / n, 1),
+        "accuracy_easy": by_d.get("easy", {}).get("acc"),
+        "accuracy_hard": by_d.get("hard", {}).get("acc"),
+        "accuracy_both_orders": round(sum(v["acc_both_orders"] * v["n"] for v in by_d.values()) / n, 1),
+        "format_rate": None,
+        "pairs": len(records),
+    }
+    return res
+
+
 def copy_margin(backend, heldout: Path, difficulty: str = "hard") -> dict:
     """The step the cold start leaves wrong, as a number that moves with every update: over the held-out pairs of
     ``difficulty`` in both orders, log pi(the templated right output) - log pi(the same reasoning copying the other

@@ -1,6 +1,6 @@
 """The main job: the R1-Reward paper in miniature, on CPU, through verl's own trainers.
 
-    python -m r1reward_verl.demo [--seed 0] [--workdir runs/demo] [--quick] [--no-control]
+    python -m r1reward_verl.demo [--seed 0] [--workdir runs/demo] [--quick] [--no-control] [--table6] [--stress]
 
 On a learnable synthetic multimodal preference task (``r1reward_verl.demo.synth``: "what colour is the shape?",
 two answers, one right; easy pairs of distant colours, hard pairs of confusable ones):
@@ -78,7 +78,7 @@ def ablations_stage(wd: Path, plan: Plan, seed: int, referee: str, main_eval: Op
 
 
 def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, ablations: bool = False,
-        referee: str = "synth") -> dict:  # fmt: skip
+        referee: str = "synth", table6: bool = False, stress: bool = False) -> dict:  # fmt: skip
     from r1reward_verl.plot import main as plot_main
 
     t0 = time.monotonic()
@@ -149,8 +149,23 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
         summary["ablations"] = ablations_stage(wd, plan, seed, referee, summary["eval"].get("rl"))
         done("ablations", ", ".join(f"{a}: hard {r['eval']['accuracy_hard']} %" for a, r in summary["ablations"].items()))
 
+    if table6:
+        from r1reward_verl.demo.table6 import table6_stage
+
+        stage("table6", "Table 6: the BT head, critic-then-score and the RL ablations from the same data and base")
+        table6_stage(wd, plan, seed, referee, summary, line=_line)
+        done("table6", ", ".join(f"{k} {r['accuracy']}" for k, r in summary["table6"].items()))
+
+    if stress:
+        from r1reward_verl.demo.stress import stress_stage
+
+        stage("stress", "the stress regime: the four RL rows from the same SFT checkpoint (log: logs/stress.log)")
+        summary["stress"] = stress_stage(wd, plan, seed, referee, summary["eval"]["sft"]["accuracy"])
+        done("stress", ", ".join(f"{k} {r['eval']['accuracy']}{' (collapsed)' if r['collapse']['collapsed'] else ''}"
+                                 for k, r in summary["stress"].items()))  # fmt: skip
+
     summary["seconds"] = round(time.monotonic() - t0, 1)
-    summary["stage_seconds"] = timings
+    summary["stage_seconds"] = {**summary.get("stage_seconds", {}), **timings}
     (wd / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     _line(f"done in {summary['seconds'] / 60:.1f} min: {wd / 'summary.json'}, {wd / 'table.md'}, {wd / 'accuracy.png'}, "
           f"{wd / 'plots'}")  # fmt: skip
@@ -175,6 +190,26 @@ def ablations_only(wd: Path) -> dict:
     return summary
 
 
+def stress_only(wd: Path) -> dict:
+    """``--stress-only``: the stress study from a finished main job's work dir (its ``policy/``, plan, seed, referee
+    and SFT accuracy from its ``summary.json``), added to that summary."""
+    from r1reward_verl.demo.stress import stress_stage
+
+    wd = Path(wd).resolve()
+    path = wd / "summary.json"
+    if not path.exists() or not (wd / "policy" / "config.json").exists():
+        raise SystemExit(f"{wd} holds no finished main job (summary.json and policy/): run the main job there first")
+    summary = json.loads(path.read_text())
+    t = time.monotonic()
+    _line(f"stress: the four RL rows in the stress regime from {wd / 'policy'} (log: logs/stress.log)")
+    summary["stress"] = stress_stage(wd, Plan(**summary["plan"]), summary["seed"], summary["referee"],
+                                     summary["eval"]["sft"]["accuracy"])  # fmt: skip
+    summary.setdefault("stage_seconds", {})["stress"] = round(time.monotonic() - t, 1)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    _line(f"done in {(time.monotonic() - t) / 60:.1f} min: {wd / 'stress.md'}, {wd / 'plots_stress'}")
+    return summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
@@ -182,6 +217,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the same cold start, 4 short RL steps, greedy only (~13 min)")
     parser.add_argument("--no-control", action="store_true", help="skip the control (SFT continued)")
     parser.add_argument("--ablations", action="store_true", help="also run the four ablations and overlay them")
+    parser.add_argument("--table6", action="store_true",
+                        help="Table 6 in miniature: also the Bradley-Terry head, critic-then-score and the RL "
+                             "ablations no_adv_filter / no_preclip / reinforce_pp (table6.md)")
+    parser.add_argument("--stress", action="store_true",
+                        help="also the stress study: StableReinforce and its three ablations in an off-policy, high-lr "
+                             "regime (r1reward_verl.demo.stress; stress.md, plots_stress/)")
+    parser.add_argument("--stress-only", action="store_true",
+                        help="only the stress study, from the finished main job in --workdir")
     parser.add_argument("--ablations-only", action="store_true",
                         help="only the ablations, from the finished main job in --workdir (its SFT checkpoint and plan)")
     parser.add_argument("--referee", choices=["synth", "hosted", "rule"], default="synth",
@@ -195,10 +238,13 @@ def main(argv=None) -> int:
     if args.ablations_only:
         ablations_only(Path(args.workdir))
         return 0
+    if args.stress_only:
+        stress_only(Path(args.workdir))
+        return 0
     plan = QUICK if args.quick else Plan()
     plan = replace(plan, **{k: getattr(args, k) for k in Plan.__dataclass_fields__ if getattr(args, k) is not None})
-    run(Path(args.workdir), seed=args.seed, plan=plan, control=not args.no_control, ablations=args.ablations,
-        referee=args.referee)
+    run(Path(args.workdir), seed=args.seed, plan=plan, control=not args.no_control,
+        ablations=args.ablations, referee=args.referee, table6=args.table6, stress=args.stress)
     return 0
 
 

@@ -37,6 +37,11 @@ class Plan:
     rl_n: int = 4  # samples per prompt
     rl_mini_batch: int = 4  # prompts per optimizer update: rl_prompts / rl_mini_batch updates per step
     rl_lr: float = 1e-4  # 3e-4 collapsed the SFT model into a position bias (RESULTS.md)
+    # Table 6's baselines (--table6): the Bradley-Terry head, and critic-then-score (a critic SFT, then its head)
+    bt_steps: int = 200  # pairs x bt_batch; train accuracy reaches 1.0 by ~100 steps (seed 0)
+    bt_batch: int = 16  # pairs per step
+    bt_lr: float = 1e-3
+    critic_steps: int = 300  # the critic's SFT steps (two critique rows a pair)
     eval_k: int = 3  # voting@k (k samples per prompt and order), 0: greedy only
     eval_batch: int = 16  # prompts per generate call (greedy outputs as one at a time; benchmarks/RESULTS.md)
     max_new_tokens: int = 64
@@ -57,4 +62,4 @@ class Plan:
 
 
 # the CI test's: the same data and cold start (so the same SFT model for a seed), 4 short RL steps, greedy only
-QUICK = Plan(rl_steps=4, rl_prompts=8, eval_k=0)
+QUICK = Plan(rl_steps=4, rl_prompts=8, eval_k=0, bt_steps=60, critic_steps=100)

@@ -23,7 +23,9 @@ def make_data(wd: Path, plan: Plan, seed: int) -> dict:
     summary = write_dataset(wd / "data", plan.n_train, plan.n_heldout, seed, force=True)
     common = ["--input", str(wd / "data" / "pairs.jsonl"), "--seed", str(seed), "--no-progress"]
     # all rows -> the SFT parquet of the rows with a reasoning (the easy ones); the RL parquet of this call is unused
-    if pairs_main([*common, "--out", str(wd / "pairs_all"), "--sft-out", str(wd / "sft"), "--val-fraction", "0.02"]):
+    # (and every pair as chosen/rejected -> bt/, the scalar reward model's data: Table 6's baselines)
+    if pairs_main([*common, "--out", str(wd / "pairs_all"), "--sft-out", str(wd / "sft"), "--bt-out", str(wd / "bt"),
+                   "--val-fraction", "0.02"]):  # fmt: skip
         raise SystemExit("preprocess.pairs failed on the synthetic pairs")
     if pairs_main([*common, "--out", str(wd / "rl"), "--difficulty-filter", "--val-fraction", "0.05"]):
         raise SystemExit("preprocess.pairs failed on the synthetic pairs (hard rows)")
@@ -38,19 +40,34 @@ def build_base(wd: Path, seed: int) -> Path:
 
 
 def run_sft(wd: Path, name: str, init: Path, steps: int, batch: int, lr: float, warmup: int, seed: int,
-            schedule: str = "constant", nproc: int = 1) -> Path:  # fmt: skip
-    """verl's SFT trainer (torchrun, ``nproc`` CPU processes) from ``init`` on ``sft/`` -> ``wd/<name>`` (HF).
+            schedule: str = "constant", nproc: int = 1, data: str = "sft") -> Path:  # fmt: skip
+    """verl's SFT trainer (torchrun, ``nproc`` CPU processes) from ``init`` on ``wd/<data>/`` (default ``sft/``)
+    -> ``wd/<name>`` (HF).
     Its loss per step goes to ``logs/sft/<name>.jsonl`` (verl's file logger)."""
     from r1reward_verl.cpu.sft import run_sft as verl_sft
 
     (wd / "logs" / "sft").mkdir(parents=True, exist_ok=True)
     (wd / "logs" / "sft" / f"{name}.jsonl").unlink(missing_ok=True)
-    return verl_sft(init, wd / "sft", wd / name, wd / "checkpoints" / name, wd / "logs" / f"{name}.log", epochs=1000,
+    return verl_sft(init, wd / data, wd / name, wd / "checkpoints" / name, wd / "logs" / f"{name}.log", epochs=1000,
                     lr=lr, batch=batch, nproc=nproc, keep_checkpoints=False, env={"VERL_FILE_LOGGER_ROOT": str(wd / "logs")},
                     extra=[f"trainer.total_training_steps={steps}", f"optim.lr_warmup_steps={warmup}",
                            f"trainer.seed={seed}", f"optim.lr_scheduler_type={schedule}", "trainer.logger=[console,file]",
                            "trainer.project_name=sft", f"trainer.experiment_name={name}",
                            "checkpoint.save_contents=[hf_model]"])  # fmt: skip
+
+
+def run_bt(wd: Path, name: str, init: Path, data: str, plan: Plan, seed: int) -> Path:
+    """The Bradley-Terry trainer (:mod:`r1reward_verl.bt.trainer`, torchrun on CPU) from ``init`` on ``wd/<data>/``
+    -> ``wd/<name>`` (HF, the scalar reward model); its metrics per step -> ``logs/bt/<name>.jsonl``."""
+    from r1reward_verl.cpu.bt import run_bt as verl_bt
+
+    (wd / "logs" / "bt").mkdir(parents=True, exist_ok=True)
+    (wd / "logs" / "bt" / f"{name}.jsonl").unlink(missing_ok=True)
+    return verl_bt(init, wd / data, wd / name, wd / "checkpoints" / name, wd / "logs" / f"{name}.log",
+                   steps=plan.bt_steps, lr=plan.bt_lr, batch=plan.bt_batch, nproc=plan.sft_procs,
+                   env={"VERL_FILE_LOGGER_ROOT": str(wd / "logs")},
+                   extra=[f"trainer.seed={seed}", "trainer.logger=[console,file]", "trainer.project_name=bt",
+                          f"trainer.experiment_name={name}"])  # fmt: skip
 
 
 def rl_overrides(wd: Path, plan: Plan, seed: int, experiment: str) -> list[str]:
@@ -123,14 +140,16 @@ def _export(wd: Path, exp: str, steps: int, out_name: str) -> Path:
     return export_hf(export, wd / out_name, processor_from=wd / "policy")
 
 
-def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "synth") -> dict[str, Path]:
-    """The four ablations as one Hydra sweep (``-m ablation=...``) from the same SFT checkpoint -> ``{ablation: HF model}``."""
-    exps = {a: f"miniature-{a}" for a in ABLATIONS}
+def run_ablations(wd: Path, plan: Plan, seed: int, referee: str = "synth",
+                  ablations: Sequence[str] = ABLATIONS) -> dict[str, Path]:  # fmt: skip
+    """The ablations (default all four) as one Hydra sweep (``-m ablation=...``) from the same SFT checkpoint ->
+    ``{ablation: HF model}``."""
+    exps = {a: f"miniature-{a}" for a in ablations}
     for e in exps.values():
         (wd / "logs" / "r1reward_cpu" / f"{e}.jsonl").unlink(missing_ok=True)
         shutil.rmtree(wd / "checkpoints" / e, ignore_errors=True)
     over = [o for o in rl_overrides(wd, plan, seed, "X") if not o.startswith("trainer.experiment_name")]
-    over += [f"ablation={','.join(ABLATIONS)}", "trainer.experiment_name=miniature-${r1reward.ablation}"]
+    over += [f"ablation={','.join(ablations)}", "trainer.experiment_name=miniature-${r1reward.ablation}"]
     with referee_overrides(wd, referee) as extra:
         main_ppo(wd, over + extra, wd / "logs" / "ablations.log", multirun=True)
     return {a: _export(wd, e, plan.rl_steps, f"rl_{a}") for a, e in exps.items()}

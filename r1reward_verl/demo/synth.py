@@ -131,6 +131,12 @@ def reasoning_text(colour: str, shape: str, said_1: str, said_2: str, copied: Op
             f"The image shows {colour} {better}. So Response {better} is better.")  # fmt: skip
 
 
+def critique_text(colour: str, shape: str, said: str) -> str:
+    """The templated critique of one response (critic-then-score, ``r1reward_verl.bt.critic``): what the image
+    shows and what the response says; the comparison is left to the scorer."""
+    return f"The image shows {_article(colour)} {colour} {shape}. The response says {said}."
+
+
 REASONING_RE = re.compile(
     r"^The image shows an? (?P<colour>\w+) (?P<shape>\w+)\. The responses: (?P<said_1>\w+) 1, (?P<said_2>\w+) 2\. "
     r"The image shows (?P=colour) (?P<match>[12])\. So Response (?P<better>(?P=match)) is better\.$"

@@ -74,6 +74,11 @@ def _backend(args):
 
     def make():
         try:
+            if args.backend == "scalar" and args.critic:
+                from r1reward_verl.eval.critic import CriticThenScoreBackend
+
+                return CriticThenScoreBackend(args.model, args.critic, max_new_tokens=args.max_new_tokens,
+                                              batch_size=max(args.batch_size, 16), seed=args.seed)  # fmt: skip
             if args.backend == "scalar":
                 from r1reward_verl.eval.scalar import ScalarBackend
 
@@ -106,6 +111,8 @@ def _parser() -> ArgumentParser:
     run.add_argument("--backend", choices=["vllm", "transformers", "openai", "scalar"], default="vllm",
                      help="scalar: a scalar (Bradley-Terry) reward model, each response scored on its own; chosen "
                           "by itself when --model is one (r1reward_verl.bt)")  # fmt: skip
+    run.add_argument("--critic", help="critic-then-score: with a scalar --model, this generative model first writes a "
+                                       "critique of each response (r1reward_verl.bt.critic), then --model scores both")
     run.add_argument("--base-url", help="openai backend: e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the API key")
     run.add_argument("--concurrency", type=positive_int, default=16, help="openai backend: requests in flight")
@@ -175,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.backend == "scalar":
             raise UserError(f"--backend scalar: --model {args.model} is not a scalar reward model (its config.json "
                             "names no R1RQwen2_5_VLForTokenClassification)")  # fmt: skip
+    if args.critic and args.backend != "scalar":
+        ap.error("--critic needs a scalar reward model as --model (critic-then-score)")
     if args.backend == "scalar" and (args.k or args.no_greedy):
         ap.error("a scalar reward model has no samples: --k must be 0 (its score is deterministic)")
     benches, roots = _pairs(args.bench, "bench"), _pairs(args.media_root, "media-root")
@@ -186,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc = evaluate(benches, _backend(args), args.out, k=args.k, ks=args.ks, greedy=not args.no_greedy,
                        swap=args.swap, seed=args.seed, media_roots=roots, limit=args.limit,
-                       skip_invalid=args.skip_invalid, max_frames=args.max_frames, model_name=args.model,
+                       skip_invalid=args.skip_invalid, max_frames=args.max_frames,
+                       model_name=f"{args.model} (critic {args.critic})" if args.critic else args.model,
                        progress=not args.no_progress, chunk_pairs=args.chunk_pairs, resume=not args.no_resume,
                        report_failed=args.report_failed)  # fmt: skip
     except FailedPairs as e:

@@ -220,6 +220,10 @@ async def compare_pairs(judge: Judge, question: str, images: Sequence[bytes], ca
         raise ValueError(f"k must be >= 1, got {k}")
     stats = stats if stats is not None else JudgeStats()
     imgs = tuple(images)
+    from r1reward_verl.judge.scalar import is_scalar_judge
+
+    if is_scalar_judge(judge):
+        return await scalar_comparisons(judge, question, imgs, candidates, pairs, swap=swap, stats=stats)
     prompts, where = [], []
     for i, (a, b) in enumerate(pairs):
         prompts.append(PairPrompt(question, imgs, candidates[a], candidates[b]))
@@ -247,6 +251,37 @@ async def compare_pairs(judge: Judge, question: str, images: Sequence[bytes], ca
         if len(verdicts) == 2 and verdicts[0] is not None and verdicts[0] == verdicts[1]:
             stats.position_agreement += 1
         out.append(Comparison(a, b, p_a, verdicts))
+    return out
+
+
+def bt_probability(r_a: float, r_b: float) -> float:
+    """P(a beats b) = σ(r_a − r_b) under the Bradley-Terry model a scalar reward model is trained for."""
+    return 1.0 / (1.0 + math.exp(-(r_a - r_b)))
+
+
+async def scalar_comparisons(judge, question: str, images: tuple, candidates: Sequence[str],
+                             pairs: Sequence[tuple[int, int]], *, swap: bool, stats: JudgeStats) -> list[Comparison]:  # fmt: skip
+    """:func:`compare_pairs` for a scalar judge (``judge.scalar``): each candidate of ``pairs`` scored once (one
+    call each), P(a wins) = :func:`bt_probability`; the verdict is the higher reward, the same in both orders."""
+    involved = sorted({i for pair in pairs for i in pair})
+    rewards, error = await judge.rewards(question, images, [candidates[i] for i in involved])
+    stats.calls += len(involved)
+    stats.samples += len(involved)
+    stats.attempts += len(involved)
+    if rewards is None:
+        stats.failed_calls += len(involved)
+        stats.errors[error] = stats.errors.get(error, 0) + len(involved)
+    r = dict(zip(involved, rewards or []))
+    out = []
+    for a, b in pairs:
+        stats.comparisons += 1
+        if rewards is None:
+            out.append(Comparison(a, b, 0.5, [None] * (2 if swap else 1)))
+            continue
+        winner = a if r[a] > r[b] else b if r[b] > r[a] else None
+        if swap and winner is not None:
+            stats.position_agreement += 1
+        out.append(Comparison(a, b, bt_probability(r[a], r[b]), [winner] * (2 if swap else 1)))
     return out
 
 

@@ -147,6 +147,12 @@ def make_judge(args) -> Any:
                             "against `vllm serve MODEL` or --backend transformers") from None
     if not Path(args.model).exists() and (os.path.isabs(args.model) or args.model.startswith(".")):
         raise UserError(f"--model {args.model}: no such checkpoint directory")
+    from r1reward_verl.bt.score import is_scalar_model
+
+    if is_scalar_model(args.model):  # a Bradley-Terry reward model: one call per candidate (judge.scalar)
+        from r1reward_verl.judge.scalar import ScalarJudge
+
+        return ScalarJudge(args.model, device=args.device, dtype=args.dtype)
     temperature = 1.0 if args.temperature is None else args.temperature
     if args.backend == "transformers":
         from r1reward_verl.eval.backends import TransformersBackend

@@ -65,6 +65,18 @@ def _judge(reward_router_address, reward_model_tokenizer, judge, base_url, model
     return j
 
 
+def _scalar_judge(model: Optional[str]):
+    from r1reward_verl.bt.score import is_scalar_model
+    from r1reward_verl.judge.scalar import ScalarJudge
+
+    if not model or not is_scalar_model(model):
+        raise ValueError(f"judge=scalar: judge_model={model!r} is not an HF export of a scalar reward model (r1reward_verl.bt)")
+    j = _JUDGES.get(("scalar", model))
+    if j is None:
+        j = _JUDGES[("scalar", model)] = ScalarJudge(model)
+    return j
+
+
 def _images(specs: Any) -> list[bytes]:
     from r1reward_verl.data.records import load_image
 
@@ -84,8 +96,11 @@ _JUDGE_DEFAULTS = {"judge": "auto", "judge_base_url": None, "judge_model": None,
 
 
 def judge_from_kwargs(reward_router_address, reward_model_tokenizer, kwargs: dict) -> OpenAIJudge:
-    """The judge of these ``reward_kwargs`` (the keys of the table above; others are ignored)."""
+    """The judge of these ``reward_kwargs`` (the keys of the table above; others are ignored). ``judge: scalar``:
+    the scalar reward model at ``judge_model`` (a local HF export of ``r1reward_verl.bt``), in this process."""
     kw = {**_JUDGE_DEFAULTS, **{k: v for k, v in kwargs.items() if k in _JUDGE_DEFAULTS}}
+    if kw["judge"] == "scalar":
+        return _scalar_judge(kw["judge_model"])
     return _judge(reward_router_address, reward_model_tokenizer, kw["judge"], kw["judge_base_url"], kw["judge_model"],
                   kw["judge_api_key_env"], kw["judge_timeout"], kw["judge_max_retries"], kw["judge_backoff"],
                   kw["judge_max_concurrency"], kw["judge_max_tokens"])  # fmt: skip

