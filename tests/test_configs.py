@@ -453,3 +453,44 @@ def test_megatron_recomputes_activations_through_transformer_config():
     # FSDP runs are untouched
     fsdp = OmegaConf.to_container(compose_config("r1reward").actor_rollout_ref.actor, resolve=True)
     assert "megatron" not in fsdp or fsdp["megatron"] is None
+
+
+def test_bt_config_through_verls_sft_trainer_call_sites(tiny_model_dir, tmp_path):
+    """``r1reward_bt``: the GPU config as verl's SFT trainer reads it (its dataclasses, its ``create_sft_dataset`` with
+    our ``data.custom_cls``), sized for 8 GPUs: the pairs of a step divide over the ranks and a pair (two rows)
+    fits a dynamic micro-batch."""
+    from verl.trainer.sft_trainer import create_sft_dataset
+    from verl.utils import hf_processor, hf_tokenizer
+
+    from r1reward_verl.bt.dataset import BTPairDataset, PairCollator
+    from r1reward_verl.cpu.bt import bt_command
+    from r1reward_verl.data.pairs import convert
+
+    convert([str(REPO_ROOT / "r1reward_verl/data/sample_data/pairs.jsonl")], tmp_path / "rl", bt_out=tmp_path / "bt",
+            val_fraction=0.1, progress=False)  # fmt: skip
+    cfg = compose_config("r1reward_bt", [f"model.path={tiny_model_dir}", f"data.train_files={tmp_path}/bt/train.parquet",
+                                         f"data.val_files={tmp_path}/bt/val.parquet"])  # fmt: skip
+    assert validate_like_sft_trainer(cfg) == []
+    assert cfg.trainer.n_gpus_per_node == 8 and cfg.data.train_batch_size % (8 * cfg.trainer.nnodes) == 0
+    assert cfg.data.max_token_len_per_gpu >= 2 * cfg.data.max_length and cfg.data.use_dynamic_bsz
+    assert "hf_model" in cfg.checkpoint.save_contents and cfg.model.override_config.bt_head_hidden == 1024
+    ds = create_sft_dataset(cfg.data.train_files, cfg.data, hf_tokenizer(tiny_model_dir), hf_processor(tiny_model_dir))
+    assert isinstance(ds, BTPairDataset)
+    batch = PairCollator(cfg.data.pad_mode)([ds[0], ds[1]])
+    roles = batch["pair_role"].values().tolist()
+    assert roles == [0, 1, 0, 1]
+    assert batch["loss_mask"].values().sum() == 4  # one token a row: the loss counts pairs
+    assert "pixel_values" in ds[0]["chosen"]["multi_modal_inputs"] and "pixel_values" in ds[0]["rejected"]["multi_modal_inputs"]
+    # the CPU command composes into the same trainer config
+    cmd = bt_command(Path(tiny_model_dir), tmp_path / "bt", tmp_path / "ckpt", steps=3, lr=1e-3, batch=4, nproc=2)
+    cpu = compose_config("r1reward_bt", cmd[cmd.index("r1reward_bt") + 1 :])
+    assert validate_like_sft_trainer(cpu) == [] and cpu.trainer.device == "cpu" and cpu.data.micro_batch_size_per_gpu == 2
+
+
+def test_bt_config_dry_runs(monkeypatch, capsys):
+    from r1reward_verl.dryrun import main as dryrun
+
+    monkeypatch.setenv("R1R_BT_DIR", "/data/bt")
+    assert dryrun(["--config-name", "r1reward_bt"]) == 0
+    out = capsys.readouterr().out
+    assert "r1reward_bt: sft OK" in out and "custom_cls" in out and "BTPairDataset" in out
