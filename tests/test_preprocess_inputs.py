@@ -96,6 +96,29 @@ def test_out_and_sft_out_the_same_directory_is_refused_and_destroys_nothing(tmp_
     assert len(read(tmp_path / "d" / "train.parquet")) == 4
 
 
+def test_bt_out_shares_no_directory_and_keeps_the_rl_rows(tmp_path, capsys):
+    """``--bt-out``: every pair as chosen/rejected, the preferred response chosen whatever the RL row's swap; it may
+    not share a directory with --out or --sft-out."""
+    src = write_jsonl(tmp_path / "in.jsonl", [pair(i, reasoning=f"because {i}") for i in range(6)])
+    for other in (["--sft-out", tmp_path / "s"], []):
+        code, _, err = run(capsys, "--input", src, "--out", tmp_path / "d", *other, "--bt-out",
+                           (tmp_path / "s") if other else (tmp_path / "d"))  # fmt: skip
+        assert code == 2 and "--bt-out" in one_line(err) and "directory of its own" in err
+    code, out, err = run(capsys, "--input", src, "--out", tmp_path / "d", "--bt-out", tmp_path / "bt", "--val-fraction", 0)
+    assert code == 0, err
+    rows = read(tmp_path / "bt" / "train.parquet")
+    src_rows = {r["id"]: r for r in map(json.loads, src.read_text().splitlines())}
+    assert len(rows) == 6 and len(read(tmp_path / "d" / "train.parquet")) == 6
+    for r in rows:
+        rec = src_rows[r["id"]]
+        assert r["chosen_messages"][1]["content"] == rec[f"response_{rec['preferred']}"]
+        assert r["rejected_messages"][1]["content"] == rec[f"response_{3 - rec['preferred']}"]
+        user = r["chosen_messages"][0]["content"]
+        assert user == "<image>" * len(r["images"]) + rec["question"] == r["rejected_messages"][0]["content"]
+        assert len(r["images"]) == len(rec.get("images") or [])
+    assert "BT {'train': 6}" in out
+
+
 def test_an_input_that_this_run_would_overwrite_is_refused(tmp_path, capsys):
     (tmp_path / "data").mkdir()
     pq.write_table(pa.Table.from_pylist([pair(i) for i in range(4)]), tmp_path / "data" / "train.parquet")
