@@ -252,3 +252,30 @@ def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads(out.read_text().splitlines()[0])
     assert row["ranking"] == res.ranking and row["judge_calls"] == n
+
+
+def test_a_scalar_model_rewards_a_verl_run_through_the_reward_loop(trained, tmp_path, monkeypatch):
+    """``genrm_policy judge=scalar``: verl's ``RewardLoopWorker`` with the composed config -> the ``pairwise_group``
+    manager -> the BT model in the worker, shown the policy prompt's image: one call per rollout, each rollout's
+    reward its mean σ(r_i − r_j) over the others, the empty answer not judged."""
+    from r1reward_verl.bt.score import ScalarRewardModel
+    from r1reward_verl.config import compose_config
+    from tests.support.reward_loop import policy_items, run_worker
+
+    _, base, model, _ = trained
+    for k, v in {"R1R_POLICY_DATA": "/nonexistent/policy_qa", "R1R_JUDGE_PATH": str(model)}.items():
+        monkeypatch.setenv(k, v)
+    answers = ["The shape is red.", "The shape is blue.", "The shape is green.", ""]
+    row, items = policy_items(base, tmp_path, answers)
+    config = compose_config("genrm_policy", ["judge=scalar", f"actor_rollout_ref.model.path={base}",
+                                             "actor_rollout_ref.rollout.n=4"])  # fmt: skip
+    outs = run_worker(config, None, items)
+    scores = [o["reward_score"] for o in outs]
+    from r1reward_verl.judge.group_manager import prompt_parts
+
+    question = row["extra_info"]["question"]
+    _, images = prompt_parts(row["raw_prompt"])
+    r = ScalarRewardModel(model).score([(question, images, a) for a in answers[:3]])
+    want = [sum(1 / (1 + math.exp(-(r[i] - r[j]))) for j in range(3) if j != i) / 2 for i in range(3)]
+    assert scores[:3] == pytest.approx(want, abs=1e-4) and scores[3] == 0.0
+    assert len(images) == 1 and outs[0]["reward_extra_info"]["pairwise_calls"] == 3

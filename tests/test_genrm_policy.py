@@ -3,12 +3,11 @@
 verl's ``RLHFDataset`` (real images) -> agent-loop items -> verl's ``RewardLoopWorker`` with the composed config ->
 the ``pairwise_group`` reward manager -> a live judge on 127.0.0.1, shown the policy prompt's image."""
 
-import numpy as np
 import pytest
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from tests.support.judges import scripted_judge
-from tests.support.reward_loop import run_worker
+from tests.support.reward_loop import policy_items, run_worker
 
 ENV = {"R1R_POLICY_DATA": "/nonexistent/policy_qa", "R1R_JUDGE_PATH": "/nonexistent/judge",
        "R1R_JUDGE_URL": "http://127.0.0.1:9/v1"}  # fmt: skip
@@ -21,7 +20,7 @@ def genrm_env(monkeypatch):
 
 
 @pytest.mark.parametrize("genrm", ["group", "knockout", "reference"])
-@pytest.mark.parametrize("judge", ["hosted", "endpoint"])
+@pytest.mark.parametrize("judge", ["hosted", "endpoint", "scalar"])
 def test_genrm_policy_composes_and_passes_verls_validation(genrm_env, genrm, judge):
     from r1reward_verl.config import compose_config, validate_like_main_ppo
 
@@ -37,43 +36,11 @@ def test_genrm_policy_composes_and_passes_verls_validation(genrm_env, genrm, jud
     assert config.trainer.experiment_name == f"{genrm}-{judge}"
 
 
-def _policy_items(tiny_model_dir, tmp_path, answers):
-    """Agent-loop items for the n answers of the first policy_qa prompt, built from verl's RLHFDataset row."""
-    import torch
-    from tensordict import TensorDict
-    from verl import DataProto
-    from verl.utils import hf_processor, hf_tokenizer
-    from verl.utils.dataset.rl_dataset import RLHFDataset
-
-    from r1reward_verl.demo.policy_qa import write
-
-    write(tmp_path / "pqa", n_train=4, n_val=1, seed=0)
-    tok, proc = hf_tokenizer(tiny_model_dir), hf_processor(tiny_model_dir)
-    cfg = OmegaConf.create({"max_prompt_length": 1024, "filter_overlong_prompts_workers": None, "image_key": "images",
-                            "cache_dir": str(tmp_path / "cache")})  # fmt: skip
-    row = RLHFDataset(str(tmp_path / "pqa" / "train.parquet"), tok, cfg, proc)[0]
-    items = []
-    for i, text in enumerate(answers):
-        prompts = torch.tensor(tok("<prompt>")["input_ids"], dtype=torch.int64)
-        responses = torch.tensor(tok(text)["input_ids"] + [tok.eos_token_id], dtype=torch.int64)
-        ids = torch.cat([prompts, responses])
-        batch = TensorDict({"prompts": prompts[None], "responses": responses[None], "input_ids": ids[None],
-                            "attention_mask": torch.ones_like(ids)[None], "position_ids": torch.arange(len(ids))[None]},
-                           batch_size=1)  # fmt: skip
-        nt = {}
-        for k in ("data_source", "reward_model", "extra_info", "raw_prompt", "uid"):
-            nt[k] = np.empty(1, dtype=object)
-            nt[k][0] = row[k] if k != "uid" else "prompt-0"
-        nt["session_id"] = np.array([i])
-        items.append(DataProto(batch=batch, non_tensor_batch=nt))
-    return row, items
-
-
 def test_policy_qa_through_verls_dataset_and_reward_loop(genrm_env, tiny_model_dir, tmp_path):
     from r1reward_verl.config import compose_config
 
     answers = ["The shape in the picture is red, I am sure.", "The shape is red.", "Red.", ""]
-    row, items = _policy_items(tiny_model_dir, tmp_path, answers)
+    row, items = policy_items(tiny_model_dir, tmp_path, answers)
     assert any(p.get("type") == "image" for p in row["raw_prompt"][0]["content"])  # verl built the image part
     with scripted_judge("longer") as srv:
         config = compose_config("genrm_policy", ["judge=endpoint", f"actor_rollout_ref.model.path={tiny_model_dir}",

@@ -4,6 +4,7 @@ verl's own ``RewardLoopWorker`` (a Ray actor in training, a plain object here)."
 import asyncio
 
 import numpy as np
+from omegaconf import OmegaConf
 import torch
 from tensordict import TensorDict
 from verl import DataProto
@@ -53,3 +54,35 @@ def run_worker(config, router_address, items):
         return await asyncio.gather(*[worker.compute_score(item) for item in items])
 
     return asyncio.run(go())
+
+
+def policy_items(tiny_model_dir, tmp_path, answers):
+    """Agent-loop items for the n answers of the first policy_qa prompt, built from verl's RLHFDataset row."""
+    import torch
+    from tensordict import TensorDict
+    from verl import DataProto
+    from verl.utils import hf_processor, hf_tokenizer
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    from r1reward_verl.demo.policy_qa import write
+
+    write(tmp_path / "pqa", n_train=4, n_val=1, seed=0)
+    tok, proc = hf_tokenizer(tiny_model_dir), hf_processor(tiny_model_dir)
+    cfg = OmegaConf.create({"max_prompt_length": 1024, "filter_overlong_prompts_workers": None, "image_key": "images",
+                            "cache_dir": str(tmp_path / "cache")})  # fmt: skip
+    row = RLHFDataset(str(tmp_path / "pqa" / "train.parquet"), tok, cfg, proc)[0]
+    items = []
+    for i, text in enumerate(answers):
+        prompts = torch.tensor(tok("<prompt>")["input_ids"], dtype=torch.int64)
+        responses = torch.tensor(tok(text)["input_ids"] + [tok.eos_token_id], dtype=torch.int64)
+        ids = torch.cat([prompts, responses])
+        batch = TensorDict({"prompts": prompts[None], "responses": responses[None], "input_ids": ids[None],
+                            "attention_mask": torch.ones_like(ids)[None], "position_ids": torch.arange(len(ids))[None]},
+                           batch_size=1)  # fmt: skip
+        nt = {}
+        for k in ("data_source", "reward_model", "extra_info", "raw_prompt", "uid"):
+            nt[k] = np.empty(1, dtype=object)
+            nt[k][0] = row[k] if k != "uid" else "prompt-0"
+        nt["session_id"] = np.array([i])
+        items.append(DataProto(batch=batch, non_tensor_batch=nt))
+    return row, items
