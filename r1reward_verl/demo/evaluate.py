@@ -76,7 +76,31 @@ def evaluate_scalar(wd: Path, name: str, model: Path, seed: int, critic: Path | 
         "format_rate": None,
         "pairs": len(records),
     }
+    if critic is not None:
+        res["critic_sees_colour"] = critic_sees_colour(backend.critiques, heldout)
     return res
+
+
+def critic_sees_colour(critiques: dict, heldout: Path) -> dict:
+    """% of the critiques (of both responses) that name the image's true colour, by difficulty: the evidence the
+    critic hands the scorer. ``critiques``: ``CriticThenScoreBackend.critiques`` of the evaluation's call."""
+    from PIL import Image
+
+    from r1reward_verl.demo.synth import read_meta
+    from r1reward_verl.eval.loaders import load_benchmark
+    from r1reward_verl.eval.metrics import pct
+    from r1reward_verl.eval.scalar import _image_key
+
+    meta = read_meta(heldout / "pairs.jsonl")
+    seen: dict = {"easy": [], "hard": []}
+    for p in load_benchmark("vl_rewardbench", heldout / "vl_rewardbench.jsonl", media_root=heldout).pairs:
+        m = meta[str(p.id)]
+        img = _image_key([Image.open(x).convert("RGB") for x in p.images])
+        for resp in (p.chosen, p.rejected):
+            text = critiques.get((p.question, img, resp)) or ""
+            seen[m["difficulty"]].append(text.startswith(f"The image shows a {m['colour']} ")
+                                         or text.startswith(f"The image shows an {m['colour']} "))  # fmt: skip
+    return {d: pct(sum(v), len(v)) for d, v in seen.items() if v}
 
 
 def copy_margin(backend, heldout: Path, difficulty: str = "hard") -> dict:

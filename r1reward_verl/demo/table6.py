@@ -63,8 +63,8 @@ def table6_stage(wd: Path, plan: Plan, seed: int, referee: str, summary: dict, l
     critic = run_sft(wd, "critic", base, plan.critic_steps, plan.sft_batch, plan.sft_lr, plan.sft_warmup, seed,
                      plan.sft_schedule, plan.sft_procs, data="critic_sft")  # fmt: skip
     scorer = run_bt(wd, "critic_scorer", critic, "critic_bt", plan, seed)
-    rows["critic_then_score"] = _row(evaluate_scalar(wd, "critic_then_score", scorer, seed, critic=critic), scorer)
-    rows["critic_then_score"]["critic"] = str(critic)
+    ev = evaluate_scalar(wd, "critic_then_score", scorer, seed, critic=critic)
+    rows["critic_then_score"] = {**_row(ev, scorer), "critic": str(critic), "critic_sees_colour": ev.get("critic_sees_colour")}
     seconds["critic_then_score"] = round(time.monotonic() - t, 1)
 
     t = time.monotonic()
