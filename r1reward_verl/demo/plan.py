@@ -62,4 +62,4 @@ class Plan:
 
 
 # the CI test's: the same data and cold start (so the same SFT model for a seed), 4 short RL steps, greedy only
-QUICK = Plan(rl_steps=4, rl_prompts=8, eval_k=0, bt_steps=60, critic_steps=100)
+QUICK = Plan(rl_steps=4, rl_prompts=8, eval_k=0, bt_steps=100, critic_steps=100)
