@@ -2,7 +2,7 @@
 ``python -m r1reward_verl.demo --table6`` (one per seed), the paper's Table 6 beside it; with ``--stress``, the
 stress study's per-seed outcomes (``--stress-only``) and one overlay plot per seed.
 
-    .venv/bin/python benchmarks/table6_seeds.py runs/t6_s0 runs/t6_s1 runs/t6_s2 [--stress]
+    .venv/bin/python benchmarks/table6_seeds.py runs/t6_s0 runs/t6_s1 runs/t6_s2 [--stress] [--plot docs/table6_miniature.png]
 """
 # benchmarks-test: skip: it reads the work dirs of --table6 runs (verl training runs, ~27 min a seed)
 
@@ -59,13 +59,48 @@ def stress(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(summaries: list[dict], out: Path) -> None:
+    """Each row's held-out accuracy over the seeds (bar: mean, whisker: min-max, dots: seeds), the paper's beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(ROWS)
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    for i, key in enumerate(keys):
+        vals = [s["table6"][key]["accuracy"] for s in summaries]
+        mean = sum(vals) / len(vals)
+        ax.bar(i - 0.2, mean, 0.4, color="tab:blue", label="miniature (mean over seeds)" if i == 0 else None)
+        ax.errorbar(i - 0.2, mean, yerr=[[mean - min(vals)], [max(vals) - mean]], color="k", capsize=4)
+        ax.scatter([i - 0.2] * len(vals), vals, color="k", s=10, zorder=3)
+        if PAPER[key] is not None:
+            ax.bar(i + 0.2, PAPER[key], 0.4, color="tab:orange", label="paper, VL-RewardBench" if i == 0 else None)
+        else:
+            ax.text(i + 0.2, 2, "collapse", rotation=90, ha="center", va="bottom", fontsize=8)
+    ax.axhline(50, color="grey", ls=":", lw=1)
+    ax.set_xticks(range(len(keys)), [k.replace("_", "\n") for k in keys], fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(f"Table 6 in miniature (seeds {', '.join(str(s['seed']) for s in summaries)}) and the paper's Table 6")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"plot: {out}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workdirs", nargs="+")
     ap.add_argument("--stress", action="store_true")
+    ap.add_argument("--plot", help="write the Table 6 bar chart here (PNG)")
     args = ap.parse_args(argv)
     summaries = [json.loads((Path(w) / "summary.json").read_text()) for w in args.workdirs]
     print(table6([s for s in summaries if "table6" in s]))
+    if args.plot:
+        plot([s for s in summaries if "table6" in s], Path(args.plot))
     if args.stress:
         print()
         print(stress(summaries))
