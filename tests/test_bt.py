@@ -216,6 +216,9 @@ def test_eval_scores_a_scalar_model_each_response_alone(trained, tmp_path, capsy
     bad = ["run", "--model", str(base), "--backend", "scalar", *args[3:]]
     assert eval_main(bad) == 2
     assert "not a scalar reward model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # critic-then-score wants a scalar scorer
+        eval_main(["run", "--model", str(base), "--critic", str(base), "--backend", "transformers", *args[3:]])
+    assert e.value.code == 2 and "--critic needs a scalar reward model" in capsys.readouterr().err
 
 
 def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
