@@ -4,7 +4,7 @@ stress study's per-seed outcomes (``--stress-only``) and one overlay plot per se
 
     .venv/bin/python benchmarks/table6_seeds.py runs/t6_s0 runs/t6_s1 runs/t6_s2 [--stress] [--plot docs/table6_miniature.png]
 """
-# benchmarks-test: skip: it reads the work dirs of --table6 runs (verl training runs, ~27 min a seed)
+# benchmarks-test: skip: it reads the work dirs of --table6 runs (verl training runs, 20-23 min a seed)
 
 from __future__ import annotations
 
