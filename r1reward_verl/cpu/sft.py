@@ -87,22 +87,31 @@ def sft_procs(batch: int, cores: int | None = None) -> int:
     return 2 if cores >= 2 and batch % 2 == 0 else 1
 
 
+def torchrun_command(module: str, config_name: str, base_model: Path, data_dir: Path, ckpt_dir: Path, lr: float,
+                     batch: int, nproc: int, what: str) -> list[str]:  # fmt: skip
+    """``torchrun -m <module>`` (verl's SFT trainer or a subclass of it) on ``nproc`` CPU processes, data parallel:
+    ``batch`` is the global batch (``what`` names its unit in the error), ``batch / nproc`` per process; on
+    ``hydra_configs/<config_name>.yaml`` with :data:`SFT_CPU_OVERRIDES`."""
+    if batch % nproc:
+        raise ValueError(f"the {what} ({batch}) must be a multiple of the processes ({nproc})")
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+        "-m", module, "--config-path", str(CONFIG_DIR), "--config-name", config_name,
+        f"model.path={base_model}", f"data.train_files={data_dir}/train.parquet", f"data.val_files={data_dir}/val.parquet",
+        f"trainer.default_local_dir={ckpt_dir}", f"optim.lr={lr}",
+        f"data.train_batch_size={batch}", f"data.micro_batch_size_per_gpu={batch // nproc}",
+        f"trainer.n_gpus_per_node={nproc}", *SFT_CPU_OVERRIDES,
+    ]  # fmt: skip
+
+
 def sft_command(base_model: Path, sft_dir: Path, ckpt_dir: Path, epochs: int, lr: float, batch: int,
                 extra: list[str] = (), nproc: int | None = None) -> list[str]:  # fmt: skip
     """verl's SFT trainer on ``nproc`` CPU processes (torchrun, as verl documents; default ``sft_procs(batch)``),
     data parallel: ``batch`` is the global batch, ``batch / nproc`` rows per process; on
     hydra_configs/r1reward_sft.yaml."""
     nproc = nproc or sft_procs(batch)
-    if batch % nproc:
-        raise ValueError(f"the SFT batch ({batch}) must be a multiple of the processes ({nproc})")
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-        "-m", "verl.trainer.sft_trainer", "--config-path", str(CONFIG_DIR), "--config-name", "r1reward_sft",
-        f"model.path={base_model}", f"data.train_files={sft_dir}/train.parquet", f"data.val_files={sft_dir}/val.parquet",
-        f"trainer.default_local_dir={ckpt_dir}", f"trainer.total_epochs={epochs}", f"optim.lr={lr}",
-        f"data.train_batch_size={batch}", f"data.micro_batch_size_per_gpu={batch // nproc}",
-        f"trainer.n_gpus_per_node={nproc}", *SFT_CPU_OVERRIDES, *extra,
-    ]  # fmt: skip
+    return [*torchrun_command("verl.trainer.sft_trainer", "r1reward_sft", base_model, sft_dir, ckpt_dir, lr, batch, nproc,
+                              "SFT batch"), f"trainer.total_epochs={epochs}", *extra]  # fmt: skip
 
 
 def last_hf_export(ckpt: Path) -> Path:
@@ -124,19 +133,17 @@ def export_hf(export: Path, out: Path, processor_from: Path) -> Path:
     return out
 
 
-def run_sft(init: Path, sft_dir: Path, out: Path, ckpt: Path, log: Path, *, epochs: int, lr: float, batch: int,
-            extra: Sequence[str] = (), nproc: int | None = None, env: dict | None = None,
-            keep_checkpoints: bool = True) -> Path:  # fmt: skip
-    """verl's SFT trainer (:func:`sft_command`) from ``init`` on ``sft_dir`` with its checkpoints in ``ckpt``
-    (emptied first), its output to ``log``; the last HF export -> ``out`` (:func:`export_hf`). The trainer runs
-    in ``out``'s parent directory, in a session of its own (nothing of it outlives the call)."""
+def run_and_export(cmd: list[str], init: Path, out: Path, ckpt: Path, log: Path, *, what: str,
+                   env: dict | None = None, keep_checkpoints: bool = True) -> Path:  # fmt: skip
+    """Run a trainer ``cmd`` writing checkpoints to ``ckpt`` (emptied first), its output to ``log``, in ``out``'s
+    parent directory and a session of its own (nothing of it outlives the call); the last HF export -> ``out``
+    (:func:`export_hf`, processor files from ``init``). ``what`` names the trainer in errors."""
     shutil.rmtree(ckpt, ignore_errors=True)
-    cmd = sft_command(init, sft_dir, ckpt, epochs, lr, batch, extra=list(extra), nproc=nproc)
     full_env = dict(os.environ, TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", **(env or {}))
     out.parent.mkdir(parents=True, exist_ok=True)
     rc = run_in_session(cmd, log, env=full_env, cwd=out.parent)
     if rc:
-        raise SystemExit(f"verl's SFT trainer failed (exit {rc}); see {log}")
+        raise SystemExit(f"{what} failed (exit {rc}); see {log}")
     try:
         export_hf(last_hf_export(ckpt), out, processor_from=init)
     except SystemExit as e:
@@ -144,6 +151,15 @@ def run_sft(init: Path, sft_dir: Path, out: Path, ckpt: Path, log: Path, *, epoc
     if not keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
     return out
+
+
+def run_sft(init: Path, sft_dir: Path, out: Path, ckpt: Path, log: Path, *, epochs: int, lr: float, batch: int,
+            extra: Sequence[str] = (), nproc: int | None = None, env: dict | None = None,
+            keep_checkpoints: bool = True) -> Path:  # fmt: skip
+    """verl's SFT trainer (:func:`sft_command`) from ``init`` on ``sft_dir`` with its checkpoints in ``ckpt``
+    (emptied first), its output to ``log``; the last HF export -> ``out`` (:func:`run_and_export`)."""
+    cmd = sft_command(init, sft_dir, ckpt, epochs, lr, batch, extra=list(extra), nproc=nproc)
+    return run_and_export(cmd, init, out, ckpt, log, what="verl's SFT trainer", env=env, keep_checkpoints=keep_checkpoints)
 
 
 def sft_losses(log: Path) -> list[float]:

@@ -8,10 +8,24 @@ from pathlib import Path
 from r1reward_verl.demo.plan import Plan
 
 
+def accuracies(records: list[dict]) -> dict:
+    """Held-out accuracy of an evaluation's records: overall, easy, hard and right in both orders (%)."""
+    from r1reward_verl.demo.scoring import accuracy_by_difficulty
+
+    by_d = accuracy_by_difficulty(records)["vl_rewardbench"]
+    n = sum(v["n"] for v in by_d.values())
+    return {
+        "accuracy": round(sum(v["acc"] * v["n"] for v in by_d.values()) / n, 1),
+        "accuracy_easy": by_d.get("easy", {}).get("acc"),
+        "accuracy_hard": by_d.get("hard", {}).get("acc"),
+        "accuracy_both_orders": round(sum(v["acc_both_orders"] * v["n"] for v in by_d.values()) / n, 1),
+    }
+
+
 def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int, margin: bool = True) -> dict:
     """Held-out accuracy of ``model`` with the real evaluator: greedy (+ voting@k), both orders; ``margin``: and
     its :func:`copy_margin` on the hard pairs."""
-    from r1reward_verl.demo.scoring import accuracy_by_difficulty, reasoning_steps
+    from r1reward_verl.demo.scoring import reasoning_steps
     from r1reward_verl.demo.synth import read_meta
     from r1reward_verl.eval.backends import TransformersBackend
     from r1reward_verl.eval.metrics import pct, vote_right
@@ -25,14 +39,9 @@ def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int, marg
     evaluate({"vl_rewardbench": str(heldout / "vl_rewardbench.jsonl")}, backend, out, k=plan.eval_k, swap=True,
                    seed=seed, media_roots={"vl_rewardbench": str(heldout)}, model_name=name, progress=False)  # fmt: skip
     records = read_items(out / "items.jsonl")
-    by_d = accuracy_by_difficulty(records)["vl_rewardbench"]
     greedy = [r["outputs"][0] for r in records] + [r["swapped"]["outputs"][0] for r in records]
     res = {
-        "accuracy": round(sum(v["acc"] * v["n"] for v in by_d.values()) / sum(v["n"] for v in by_d.values()), 1),
-        "accuracy_easy": by_d.get("easy", {}).get("acc"),
-        "accuracy_hard": by_d.get("hard", {}).get("acc"),
-        "accuracy_both_orders": round(sum(v["acc_both_orders"] * v["n"] for v in by_d.values())
-                                      / sum(v["n"] for v in by_d.values()), 1),  # fmt: skip
+        **accuracies(records),
         "format_rate": round(100.0 * sum(parse_output(t).format_ok for t in greedy) / len(greedy), 1),
         "pairs": len(records),
         # where the reasoning goes wrong: sees the colour, reads both responses, copies the number
@@ -49,7 +58,6 @@ def evaluate_model(wd: Path, name: str, model: Path, plan: Plan, seed: int, marg
 def evaluate_scalar(wd: Path, name: str, model: Path, seed: int, critic: Path | None = None, max_new_tokens: int = 48) -> dict:
     """Held-out accuracy of a scalar reward model (``critic``: critic-then-score) with the real evaluator (its scalar
     backend: each response scored on its own, so both orders agree by construction); format is None (no text)."""
-    from r1reward_verl.demo.scoring import accuracy_by_difficulty
     from r1reward_verl.eval.runner import evaluate, read_items
 
     heldout = wd / "data" / "heldout"
@@ -66,13 +74,8 @@ def evaluate_scalar(wd: Path, name: str, model: Path, seed: int, critic: Path | 
     evaluate({"vl_rewardbench": str(heldout / "vl_rewardbench.jsonl")}, backend, out, k=0, swap=True, seed=seed,
              media_roots={"vl_rewardbench": str(heldout)}, model_name=name, progress=False)  # fmt: skip
     records = read_items(out / "items.jsonl")
-    by_d = accuracy_by_difficulty(records)["vl_rewardbench"]
-    n = sum(v["n"] for v in by_d.values())
     res = {
-        "accuracy": round(sum(v["acc"] * v["n"] for v in by_d.values()) / n, 1),
-        "accuracy_easy": by_d.get("easy", {}).get("acc"),
-        "accuracy_hard": by_d.get("hard", {}).get("acc"),
-        "accuracy_both_orders": round(sum(v["acc_both_orders"] * v["n"] for v in by_d.values()) / n, 1),
+        **accuracies(records),
         "format_rate": None,
         "pairs": len(records),
     }
