@@ -223,27 +223,32 @@ def test_eval_scores_a_scalar_model_each_response_alone(trained, tmp_path, capsy
 
 def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
     """``judge.rank`` and the pairwise reward manager's group scoring with the BT model: one call per candidate,
-    P(a beats b) = σ(r_a − r_b), the right colour ranked first."""
+    P(a beats b) = σ(r_a − r_b), the right colour ranked first (among four: a quarter by chance) on nearly every
+    held-out easy item (19-20 of 20 measured in 5 runs of this module's training)."""
     from r1reward_verl.bt.score import ScalarRewardModel
     from r1reward_verl.judge.core import expected_calls, rank_group
     from r1reward_verl.judge.reward_fn import judge_from_kwargs
 
     wd, _, model, _ = trained
     meta = {r["id"]: r for r in map(json.loads, (wd / "data" / "heldout" / "pairs.jsonl").read_text().splitlines())}
-    rec = next(r for r in meta.values() if r["meta"]["difficulty"] == "easy")
-    image = (wd / "data" / "heldout" / rec["images"][0]).read_bytes()
-    colours = ["red", "blue", "green", "yellow"]
-    colour = rec["meta"]["colour"]
-    cands = [f"The shape is {c}." for c in (colours if colour in colours else colours[:3] + [colour])]
+    easy = [r for r in meta.values() if r["meta"]["difficulty"] == "easy"][:10]
     judge = judge_from_kwargs(None, None, {"judge": "scalar", "judge_model": str(model)})
-    res = asyncio.run(rank_group(judge, rec["question"], [image], cands, mode="round_robin"))
-    r = ScalarRewardModel(model).score([(rec["question"], [image], c) for c in cands])
-    assert res.stats.calls == len(cands) < expected_calls(len(cands), "round_robin")
-    n = len(cands)
-    for i in range(n):
-        want = sum(1 / (1 + math.exp(-(r[i] - r[j]))) for j in range(n) if j != i) / (n - 1)
-        assert res.scores[i] == pytest.approx(want, abs=1e-4)
-    assert cands[res.ranking[0]] == f"The shape is {colour}."
+    scorer = ScalarRewardModel(model)
+    colours = ["red", "blue", "green", "yellow"]
+    right = 0
+    for rec in easy:
+        image = (wd / "data" / "heldout" / rec["images"][0]).read_bytes()
+        colour = rec["meta"]["colour"]
+        cands = [f"The shape is {c}." for c in (colours if colour in colours else colours[:3] + [colour])]
+        res = asyncio.run(rank_group(judge, rec["question"], [image], cands, mode="round_robin"))
+        r = scorer.score([(rec["question"], [image], c) for c in cands])
+        assert res.stats.calls == len(cands) < expected_calls(len(cands), "round_robin")
+        n = len(cands)
+        for i in range(n):
+            want = sum(1 / (1 + math.exp(-(r[i] - r[j]))) for j in range(n) if j != i) / (n - 1)
+            assert res.scores[i] == pytest.approx(want, abs=1e-4)
+        right += cands[res.ranking[0]] == f"The shape is {colour}."
+    assert right >= 8, right
 
     inp = tmp_path / "in.jsonl"
     (wd / "img.png").write_bytes(image)
