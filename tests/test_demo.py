@@ -124,3 +124,28 @@ def test_table6_has_every_row_through_verl(quick_run):
     table = (wd / "table6.md").read_text()
     for name in ("Traditional reward model", "Critic-then-score", "Long-CoT SFT only", "StableReinforce", "Reinforce++"):
         assert name in table
+
+
+def test_table6_only_retrains_the_named_rows_and_keeps_the_others(quick_run, tmp_path):
+    """``--table6-only --table6-rows bt_head`` on the finished work dir: the BT head trained again (its log, its
+    export rewritten), every other row of ``summary["table6"]`` as it was; a wrong row, the option alone or a work
+    dir with no main job are one line on stderr and exit 2."""
+    wd, _, s = quick_run
+    before = s["table6"]
+    export = Path(before["bt_head"]["model"]) / "model.safetensors"
+    mtime = export.stat().st_mtime_ns
+    demo = [sys.executable, "-m", "r1reward_verl.demo"]
+    proc = subprocess.run([*demo, "--table6-only", "--table6-rows", "bt_head", "--workdir", str(wd)],
+                          capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "table 6: Bradley-Terry head" in proc.stdout and "RL ablations" not in proc.stdout
+    after = json.loads((wd / "summary.json").read_text())["table6"]
+    assert list(after) == list(before)
+    assert {k: v for k, v in after.items() if k != "bt_head"} == {k: v for k, v in before.items() if k != "bt_head"}
+    assert export.stat().st_mtime_ns > mtime and after["bt_head"]["accuracy"] >= 70, after["bt_head"]
+    for args, needle in ((["--table6-only", "--table6-rows", "bt_head,sft_only"], "--table6-rows"),
+                         (["--table6-rows", "bt_head"], "--table6-rows needs --table6-only"),
+                         (["--table6-only", "--workdir", str(tmp_path)], f"--workdir {tmp_path} holds no finished")):  # fmt: skip
+        bad = subprocess.run([*demo, *args], capture_output=True, text=True, timeout=120)
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and needle in lines[-1] and "Traceback" not in bad.stderr, (args, bad.stderr)

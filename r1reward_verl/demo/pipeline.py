@@ -41,6 +41,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional
 
+from r1reward_verl.cli import ArgumentParser, UserError, cli_main
 from r1reward_verl.demo.evaluate import evaluate_model
 from r1reward_verl.demo.plan import ABLATIONS, QUICK, Plan
 from r1reward_verl.demo.report import jsonl_series, rl_curves, write_report
@@ -134,7 +135,7 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
         done("control", f"accuracy {summary['eval']['control']['accuracy']} % (hard "
                         f"{summary['eval']['control']['accuracy_hard']} %)")  # fmt: skip
 
-    stage("report", f"table.md, accuracy.png, plots/ (Figure 2/5 panels from verl's logs)")
+    stage("report", "table.md, accuracy.png, plots/ (Figure 2/5 panels from verl's logs)")
     plot_main([str(wd / "logs" / "r1reward_cpu" / "miniature-rl.jsonl"), "--out", str(wd / "plots")])
     ev = summary["eval"]
     summary["accuracy"] = {s: ev[s]["accuracy"] for s in ("base", "sft", "rl", "control") if s in ev}
@@ -172,14 +173,20 @@ def run(wd: Path, seed: int = 0, plan: Plan = Plan(), control: bool = True, abla
     return summary
 
 
+def _finished_job(wd: Path, model: str) -> tuple[Path, Path, dict]:
+    """A finished main job's work dir (its ``summary.json`` and the HF dir ``model``), else a :class:`UserError`."""
+    wd = Path(wd).resolve()
+    path = wd / "summary.json"
+    if not path.exists() or not (wd / model / "config.json").exists():
+        raise UserError(f"--workdir {wd} holds no finished main job (summary.json and {model}/): run the main job "
+                        "there first")  # fmt: skip
+    return wd, path, json.loads(path.read_text())
+
+
 def ablations_only(wd: Path) -> dict:
     """``--ablations-only``: the ablation stage from a finished main job's work dir (its SFT checkpoint
     ``policy/``, plan, seed and referee from its ``summary.json``), added to that summary."""
-    wd = Path(wd).resolve()
-    path = wd / "summary.json"
-    if not path.exists() or not (wd / "policy" / "config.json").exists():
-        raise SystemExit(f"{wd} holds no finished main job (summary.json and policy/): run the main job there first")
-    summary = json.loads(path.read_text())
+    wd, path, summary = _finished_job(wd, "policy")
     plan = Plan(**summary["plan"])
     t = time.monotonic()
     _line(f"ablations: the four ablations as one sweep from {wd / 'policy'} (log: logs/ablations.log)")
@@ -195,11 +202,7 @@ def stress_only(wd: Path) -> dict:
     and SFT accuracy from its ``summary.json``), added to that summary."""
     from r1reward_verl.demo.stress import stress_stage
 
-    wd = Path(wd).resolve()
-    path = wd / "summary.json"
-    if not path.exists() or not (wd / "policy" / "config.json").exists():
-        raise SystemExit(f"{wd} holds no finished main job (summary.json and policy/): run the main job there first")
-    summary = json.loads(path.read_text())
+    wd, path, summary = _finished_job(wd, "policy")
     t = time.monotonic()
     _line(f"stress: the four RL rows in the stress regime from {wd / 'policy'} (log: logs/stress.log)")
     summary["stress"] = stress_stage(wd, Plan(**summary["plan"]), summary["seed"], summary["referee"],
@@ -210,8 +213,34 @@ def stress_only(wd: Path) -> dict:
     return summary
 
 
+def table6_only(wd: Path, rows: tuple[str, ...]) -> dict:
+    """``--table6-only``: Table 6's trained rows (``rows``, default all) from a finished main job's work dir (its
+    ``policy/``, ``rl_model/``, plan, seed and referee from its ``summary.json``), into that summary."""
+    from r1reward_verl.demo.table6 import table6_stage
+
+    wd, path, summary = _finished_job(wd, "rl_model")
+    t = time.monotonic()
+    _line(f"table6: {', '.join(rows)} from {wd}")
+    table6_stage(wd, Plan(**summary["plan"]), summary["seed"], summary["referee"], summary, line=_line,
+                 rows_to_train=rows)  # fmt: skip
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    _line(f"done in {(time.monotonic() - t) / 60:.1f} min: {wd / 'table6.md'}")
+    return summary
+
+
+def _table6_rows(value: str) -> tuple[str, ...]:
+    from r1reward_verl.demo.table6 import TRAINED
+
+    rows = tuple(r for r in value.split(",") if r)
+    bad = [r for r in rows if r not in TRAINED]
+    if bad or not rows:
+        raise argparse.ArgumentTypeError(f"{','.join(bad) or value!r}: the rows are {', '.join(TRAINED)}")
+    return rows
+
+
+@cli_main
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m r1reward_verl.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0, help="data, initial weights, SFT order and RL sampling")
     parser.add_argument("--quick", action="store_true", help="the same cold start, 4 short RL steps, greedy only (~13 min)")
@@ -227,6 +256,11 @@ def main(argv=None) -> int:
                         help="only the stress study, from the finished main job in --workdir")
     parser.add_argument("--ablations-only", action="store_true",
                         help="only the ablations, from the finished main job in --workdir (its SFT checkpoint and plan)")
+    parser.add_argument("--table6-only", action="store_true",
+                        help="only Table 6's trained rows, from the finished main job in --workdir (its summary.json)")
+    parser.add_argument("--table6-rows", type=_table6_rows, default=None,
+                        help="with --table6-only: retrain only these rows (comma-separated: bt_head, critic_then_score, "
+                             "no_adv_filter, no_preclip, reinforce_pp), keeping the others from summary.json")
     parser.add_argument("--referee", choices=["synth", "hosted", "rule"], default="synth",
                         help="synth: a task-aware referee on 127.0.0.1 (referee=endpoint); hosted: the config's "
                              "referee (the tiny random model, hosted by verl's reward loop); rule: the reasoning's "
@@ -240,6 +274,13 @@ def main(argv=None) -> int:
         return 0
     if args.stress_only:
         stress_only(Path(args.workdir))
+        return 0
+    if args.table6_rows and not args.table6_only:
+        parser.error("--table6-rows needs --table6-only")
+    if args.table6_only:
+        from r1reward_verl.demo.table6 import TRAINED
+
+        table6_only(Path(args.workdir), args.table6_rows or TRAINED)
         return 0
     plan = QUICK if args.quick else Plan()
     plan = replace(plan, **{k: getattr(args, k) for k in Plan.__dataclass_fields__ if getattr(args, k) is not None})

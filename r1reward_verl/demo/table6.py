@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from r1reward_verl.cli import UserError
 from r1reward_verl.demo.plan import Plan
 
 ROWS = {  # row key -> the paper's Table 6 row
@@ -36,43 +37,57 @@ def _row(ev: dict, model: Path) -> dict:
             "both_orders": ev["accuracy_both_orders"], "format": ev["format_rate"], "model": str(model)}  # fmt: skip
 
 
-def table6_stage(wd: Path, plan: Plan, seed: int, referee: str, summary: dict, line=print) -> dict:
+TRAINED = ("bt_head", "critic_then_score", *RL_ABLATIONS)  # the rows this stage trains (``--table6-rows``)
+
+
+def table6_stage(wd: Path, plan: Plan, seed: int, referee: str, summary: dict, line=print,
+                 rows_to_train: tuple[str, ...] = TRAINED) -> dict:  # fmt: skip
     """The rows the main job did not train (it gave ``sft`` and ``rl``): the RL ablations, the BT head and
     critic-then-score -> ``summary["table6"]`` and ``table6.md``. Needs the main job's ``policy/``, ``rl_model/``
-    and ``tiny-qwen25vl/`` in ``wd``."""
+    and ``tiny-qwen25vl/`` in ``wd``. ``rows_to_train`` (a subset of :data:`TRAINED`) retrains only those; the
+    other rows are kept from ``summary["table6"]``."""
     from r1reward_verl.demo.critic import write_critic_data
     from r1reward_verl.demo.evaluate import evaluate_model, evaluate_scalar
     from r1reward_verl.demo.report import jsonl_series
     from r1reward_verl.demo.stages import run_ablations, run_bt, run_sft
 
+    kept = {k: v for k, v in (summary.get("table6") or {}).items() if k in TRAINED and k not in rows_to_train}
+    missing = [k for k in TRAINED if k not in rows_to_train and k not in kept]
+    if missing:
+        raise UserError(f"{wd / 'summary.json'} has no table6 rows {', '.join(missing)} to keep (--table6-rows): run "
+                        "--table6 there first")  # fmt: skip
     greedy = replace(plan, eval_k=0)
-    base, rows, seconds = wd / "tiny-qwen25vl", {}, {}
+    base, rows, seconds = wd / "tiny-qwen25vl", dict(kept), {}
     rows["sft_only"] = _row(summary["eval"]["sft"], wd / "policy")
     rows["stable_reinforce"] = _row(summary["eval"]["rl"], wd / "rl_model")
 
-    t = time.monotonic()
-    line(f"   table 6: Bradley-Terry head, {plan.bt_steps} steps x {plan.bt_batch} pairs from the base (log: logs/bt_head.log)")
-    bt = run_bt(wd, "bt_head", base, "bt", plan, seed)
-    rows["bt_head"] = _row(evaluate_scalar(wd, "bt_head", bt, seed), bt)
-    rows["bt_head"]["train_accuracy_last"] = (jsonl_series(wd / "logs" / "bt" / "bt_head.jsonl", "bt/accuracy") or [(0, None)])[-1][1]
-    seconds["bt_head"] = round(time.monotonic() - t, 1)
+    if "bt_head" in rows_to_train:
+        t = time.monotonic()
+        line(f"   table 6: Bradley-Terry head, {plan.bt_steps} steps x {plan.bt_batch} pairs from the base (log: logs/bt_head.log)")
+        bt = run_bt(wd, "bt_head", base, "bt", plan, seed)
+        rows["bt_head"] = _row(evaluate_scalar(wd, "bt_head", bt, seed), bt)
+        rows["bt_head"]["train_accuracy_last"] = (jsonl_series(wd / "logs" / "bt" / "bt_head.jsonl", "bt/accuracy") or [(0, None)])[-1][1]
+        seconds["bt_head"] = round(time.monotonic() - t, 1)
 
-    t = time.monotonic()
-    line(f"   table 6: critic-then-score: the critic ({plan.critic_steps} SFT steps), then its head (logs/critic.log)")
-    summary["critic_data"] = write_critic_data(wd, seed)
-    critic = run_sft(wd, "critic", base, plan.critic_steps, plan.sft_batch, plan.sft_lr, plan.sft_warmup, seed,
-                     plan.sft_schedule, plan.sft_procs, data="critic_sft")  # fmt: skip
-    scorer = run_bt(wd, "critic_scorer", critic, "critic_bt", plan, seed)
-    ev = evaluate_scalar(wd, "critic_then_score", scorer, seed, critic=critic)
-    rows["critic_then_score"] = {**_row(ev, scorer), "critic": str(critic), "critic_sees_colour": ev.get("critic_sees_colour")}
-    seconds["critic_then_score"] = round(time.monotonic() - t, 1)
+    if "critic_then_score" in rows_to_train:
+        t = time.monotonic()
+        line(f"   table 6: critic-then-score: the critic ({plan.critic_steps} SFT steps), then its head (logs/critic.log)")
+        summary["critic_data"] = write_critic_data(wd, seed)
+        critic = run_sft(wd, "critic", base, plan.critic_steps, plan.sft_batch, plan.sft_lr, plan.sft_warmup, seed,
+                         plan.sft_schedule, plan.sft_procs, data="critic_sft")  # fmt: skip
+        scorer = run_bt(wd, "critic_scorer", critic, "critic_bt", plan, seed)
+        ev = evaluate_scalar(wd, "critic_then_score", scorer, seed, critic=critic)
+        rows["critic_then_score"] = {**_row(ev, scorer), "critic": str(critic), "critic_sees_colour": ev.get("critic_sees_colour")}
+        seconds["critic_then_score"] = round(time.monotonic() - t, 1)
 
-    t = time.monotonic()
-    line(f"   table 6: RL ablations {', '.join(RL_ABLATIONS)} as one sweep from policy/ (log: logs/ablations.log)")
-    models = run_ablations(wd, plan, seed, referee, RL_ABLATIONS)
-    for a, m in models.items():
-        rows[a] = _row(evaluate_model(wd, f"rl_{a}", m, greedy, seed), m)
-    seconds["rl_ablations"] = round(time.monotonic() - t, 1)
+    ablations = tuple(a for a in RL_ABLATIONS if a in rows_to_train)
+    if ablations:
+        t = time.monotonic()
+        line(f"   table 6: RL ablations {', '.join(ablations)} as one sweep from policy/ (log: logs/ablations.log)")
+        models = run_ablations(wd, plan, seed, referee, ablations)
+        for a, m in models.items():
+            rows[a] = _row(evaluate_model(wd, f"rl_{a}", m, greedy, seed), m)
+        seconds["rl_ablations"] = round(time.monotonic() - t, 1)
 
     table = {k: rows[k] for k in ROWS}
     summary["table6"] = table
