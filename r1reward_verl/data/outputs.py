@@ -88,6 +88,41 @@ def bt_row(p: Pair) -> dict:
     }
 
 
+# Critic-then-score (MM-RLHF-Reward, R1-Reward Table 6): a generative critic writes a critique of each response, then a
+# scalar head scores the response with its critique. The texts below are the one definition the critic's and the
+# scorer's training data (--critic-out, the miniature's demo.critic), the annotator's requests (--critiques) and the
+# evaluator (r1reward_verl.eval.critic) use.
+CRITIQUE_INSTRUCTION = "Critique the response."
+
+
+def critique_request(question: str, response: str, num_images: int) -> str:
+    """The critic's user turn: ``<image>`` placeholders, the question, the response, the instruction."""
+    return "<image>" * num_images + f"{question}\nResponse: {response}\n{CRITIQUE_INSTRUCTION}"
+
+
+def scored_response(response: str, critique: str) -> str:
+    """What the scorer reads as the assistant's turn: the response, then its critique."""
+    return f"{response}\nCritique: {critique.strip()}"
+
+
+def critic_sft_rows(p: Pair) -> list[dict]:
+    """--critic-out's critic rows (``SFT_SCHEMA``), one a response: the critique request with the pair's images ->
+    the response's critique (``p.critiques``); ids ``ID-r1``/``ID-r2``, label the response's number."""
+    return [{"messages": [{"role": "user", "content": critique_request(p.question, response, len(p.images))},
+                          {"role": "assistant", "content": critique}],
+             "images": p.images, "id": f"{p.id}-r{k}", "label": str(k)}
+            for k, (response, critique) in enumerate(zip((p.response_1, p.response_2), p.critiques), start=1)]  # fmt: skip
+
+
+def critic_bt_row(p: Pair) -> dict:
+    """--critic-out's scorer row (``BT_SCHEMA``): as :func:`bt_row`, each response followed by its critique."""
+    scored = [scored_response(r, c) for r, c in zip((p.response_1, p.response_2), p.critiques)]
+    chosen, rejected = scored if p.preferred == 1 else scored[::-1]
+    user = {"role": "user", "content": bt_user_turn(p.question, len(p.images))}
+    return {"chosen_messages": [user, {"role": "assistant", "content": chosen}],
+            "rejected_messages": [user, {"role": "assistant", "content": rejected}], "images": p.images, "id": p.id}  # fmt: skip
+
+
 def rl_table(rows: list[dict]) -> pa.Table:
     """RL rows -> a table in ``RL_SCHEMA``, built column by column (several times faster than ``from_pylist``)."""
     prompt_off, roles, contents = [0], [], []
@@ -168,28 +203,36 @@ def commit_all(writers: list[AtomicParquet]) -> None:
 OUTPUT_FILES = ("train.parquet", "val.parquet")
 
 
+def critic_dirs(critic_out: str | Path) -> dict[str, Path]:
+    """--critic-out's two parquet directories: ``sft`` (the critic, verl's SFT trainer) and ``bt`` (the scorer, the
+    Bradley-Terry trainer)."""
+    return {"sft": Path(critic_out) / "sft", "bt": Path(critic_out) / "bt"}
+
+
 def prepare_out_dirs(out: str | Path, sft_out: Optional[str | Path], sources: list[str],
-                     bt_out: Optional[str | Path] = None) -> None:  # fmt: skip
-    """Check ``--out`` (and ``--sft-out``, ``--bt-out``) before anything is written, then create them. Refused
-    with an InvalidInput naming the option: a path that is a file, or under one, or cannot be made; the same
-    directory for two of them (their files have the same names); an input that this run would overwrite."""
-    dirs = {"--out": Path(out), **({"--sft-out": Path(sft_out)} if sft_out is not None else {}),
-            **({"--bt-out": Path(bt_out)} if bt_out is not None else {})}  # fmt: skip
+                     bt_out: Optional[str | Path] = None, critic_out: Optional[str | Path] = None) -> None:  # fmt: skip
+    """Check ``--out`` (and ``--sft-out``, ``--bt-out``, ``--critic-out``'s two) before anything is written, then
+    create them. Refused with an InvalidInput naming the option: a path that is a file, or under one, or cannot be
+    made; the same directory for two of them (their files have the same names); an input that this run would
+    overwrite."""
+    dirs = [("--out", Path(out)), *([("--sft-out", Path(sft_out))] if sft_out is not None else []),
+            *([("--bt-out", Path(bt_out))] if bt_out is not None else []),
+            *([("--critic-out", d) for d in critic_dirs(critic_out).values()] if critic_out is not None else [])]  # fmt: skip
     seen: dict = {}
-    for flag, d in dirs.items():
+    for flag, d in dirs:
         if d.resolve() in seen:
             raise InvalidInput(f"{flag} {d} is the {seen[d.resolve()]} directory: both write "
                                f"{' and '.join(OUTPUT_FILES)}; give each a directory of its own")  # fmt: skip
         seen[d.resolve()] = flag
-    written = {d.resolve() / name for d in dirs.values() for name in (*OUTPUT_FILES, "summary.json")}
+    written = {d.resolve() / name for _, d in dirs for name in (*OUTPUT_FILES, "summary.json")}
     for source in sources:
         if Path(source).exists() and Path(source).resolve() in written:
             raise InvalidInput(f"{source}: this input is a file the run writes ({Path(source).name} under --out or "
                                "--sft-out); choose another output directory")  # fmt: skip
-    for flag, d in dirs.items():
+    for flag, d in dirs:
         if d.exists() and not d.is_dir():
             raise InvalidInput(f"{flag} {d}: exists and is not a directory")
-    for flag, d in dirs.items():
+    for flag, d in dirs:
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:

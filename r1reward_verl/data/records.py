@@ -13,6 +13,7 @@ the paper's Table 2 map onto it):
 | source | str, optional | the source data set |
 | attempts | int or "failed", optional | how many annotator tries gave the right label (R1-Reward §4.3) |
 | reasoning | str, optional | the annotator's reasoning, for SFT |
+| critique_1, critique_2 | str, optional (both or neither) | a critique of each response (``preprocess.annotate --critiques``), for critic-then-score (``preprocess.pairs --critic-out``) |
 
 R1-Reward-RL (``yifanzhang114/R1-Reward-RL``, columns question, message, answer, image): the two
 responses are recovered from the Table 1 prompt inside ``message``; ``answer`` holds the label. Its
@@ -60,6 +61,7 @@ class Pair:
     source: str = ""
     attempts: Optional[str] = None  # "1", "2", "3" or "failed"
     reasoning: Optional[str] = None
+    critiques: Optional[tuple[str, str]] = None  # of response_1, response_2 (critique_1, critique_2)
     sanitized: bool = False  # literal <image>/<video>/<audio> in the text were defused
     resized_images: int = 0  # images downscaled to max_pixels
     extra: dict = field(default_factory=dict)
@@ -213,7 +215,22 @@ def normalize_pair(rec: Any, base_dir: Path) -> Pair:
     )
     if pair.reasoning is not None and not isinstance(pair.reasoning, str):
         raise BadRow("missing_field", "reasoning must be a string")
+    critiques = _critiques(rec)
+    if critiques is not None:  # the critic's turns are verl SFT rows too: no stray image placeholders
+        (c1, d1), (c2, d2) = _defuse(critiques[0]), _defuse(critiques[1])
+        pair.critiques, pair.sanitized = (c1, c2), pair.sanitized or d1 or d2
     return pair
+
+
+def _critiques(rec: dict) -> Optional[tuple[str, str]]:
+    """``critique_1``/``critique_2``: both non-empty strings, or neither field."""
+    got = [rec.get(f"critique_{k}") for k in (1, 2)]
+    if all(c is None for c in got):
+        return None
+    for k, c in zip((1, 2), got):
+        if not isinstance(c, str) or not c.strip():
+            raise BadRow("bad_critique", f"critique_{k} must be a non-empty string when the other is given, got {c!r}")
+    return got[0], got[1]
 
 
 _R1_START = "[Response 1]:"

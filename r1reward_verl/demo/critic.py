@@ -1,10 +1,13 @@
 """The miniature's critic-then-score data: from the generator's training pairs (``data/pairs.jsonl`` with their
 ``meta``), the templated critique of each response (:func:`r1reward_verl.demo.synth.critique_text`) as
 
-- ``critic_sft/``: verl SFT parquet, two rows a pair: the critique request (``r1reward_verl.bt.critic``) with the
-  pair's image -> the critique (the critic learns to write it);
+- ``critic_sft/``: verl SFT parquet, two rows a pair: the critique request with the pair's image -> the critique
+  (the critic learns to write it);
 - ``critic_bt/``: the Bradley-Terry parquet (``preprocess.pairs --bt-out``'s columns) whose assistant turns are
   each response with its gold critique (the scorer learns to score them).
+
+The rows are ``preprocess.pairs --critic-out``'s (``r1reward_verl.data.outputs.critic_sft_rows``, ``critic_bt_row``),
+built from the generator's records here because its critiques come from their ``meta``.
 
 Split by the same seeded id hash as ``preprocess.pairs`` (``split_of``), written whole or not at all."""
 
@@ -13,9 +16,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from r1reward_verl.bt.critic import critique_request, scored_response
-from r1reward_verl.data.outputs import BT_SCHEMA, SFT_SCHEMA, AtomicParquet, bt_user_turn, commit_all
+from r1reward_verl.data.outputs import BT_SCHEMA, SFT_SCHEMA, AtomicParquet, commit_all, critic_bt_row, critic_sft_rows
 from r1reward_verl.data.pairs import split_of
+from r1reward_verl.data.records import Pair
 from r1reward_verl.demo.synth import critique_text
 
 
@@ -42,22 +45,15 @@ def write_critic_data(wd: Path, seed: int, val_fraction: float = 0.02) -> dict:
             for rec in map(json.loads, f):
                 meta = rec["meta"]
                 image = {"bytes": (data / rec["images"][0]).read_bytes(), "path": rec["images"][0]}
+                pair = Pair(id=rec["id"], question=rec["question"], images=[image], response_1=rec["response_1"],
+                            response_2=rec["response_2"], preferred=rec["preferred"],
+                            critiques=tuple(critique_text(meta["colour"], meta["shape"], colour_said(rec[f"response_{k}"], PALETTE))
+                                            for k in (1, 2)))  # fmt: skip
                 split = split_of(rec["id"], seed, val_fraction)
-                crit = {}
-                for k in (1, 2):
-                    resp = rec[f"response_{k}"]
-                    crit[k] = critique_text(meta["colour"], meta["shape"], colour_said(resp, PALETTE))
-                    writers["critic_sft", split].add({
-                        "messages": [{"role": "user", "content": critique_request(rec["question"], resp, 1)},
-                                     {"role": "assistant", "content": crit[k]}],
-                        "images": [image], "id": f"{rec['id']}-r{k}", "label": str(k)})  # fmt: skip
+                for row in critic_sft_rows(pair):
+                    writers["critic_sft", split].add(row)
                     counts["critic_sft", split] += 1
-                good, bad = (1, 2) if rec["preferred"] == 1 else (2, 1)
-                user = {"role": "user", "content": bt_user_turn(rec["question"], 1)}
-                writers["critic_bt", split].add({
-                    "chosen_messages": [user, {"role": "assistant", "content": scored_response(rec[f"response_{good}"], crit[good])}],
-                    "rejected_messages": [user, {"role": "assistant", "content": scored_response(rec[f"response_{bad}"], crit[bad])}],
-                    "images": [image], "id": rec["id"]})  # fmt: skip
+                writers["critic_bt", split].add(critic_bt_row(pair))
                 counts["critic_bt", split] += 1
         commit_all(list(writers.values()))
     except BaseException:

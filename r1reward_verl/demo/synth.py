@@ -132,7 +132,7 @@ def reasoning_text(colour: str, shape: str, said_1: str, said_2: str, copied: Op
 
 
 def critique_text(colour: str, shape: str, said: str) -> str:
-    """The templated critique of one response (critic-then-score, ``r1reward_verl.bt.critic``): what the image
+    """The templated critique of one response (critic-then-score, ``r1reward_verl.data.outputs``): what the image
     shows and what the response says; the comparison is left to the scorer."""
     return f"The image shows {_article(colour)} {colour} {shape}. The response says {said}."
 

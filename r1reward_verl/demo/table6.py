@@ -4,7 +4,7 @@ evaluator:
 
 - ``bt_head``: the Bradley-Terry scalar reward model (``r1reward_verl.bt``) on every training pair;
 - ``critic_then_score``: a critic (verl's SFT trainer) writes a critique of each response, a scalar head trained on
-  response + gold critique scores it (``r1reward_verl.bt.critic``, ``demo.critic``);
+  response + gold critique scores it (``r1reward_verl.data.outputs``, ``demo.critic``);
 - ``sft_only``: the long-CoT cold start (the main job's *sft*);
 - ``stable_reinforce``: the main job's RL;
 - ``no_adv_filter``, ``no_preclip``, ``reinforce_pp``: RL from the same SFT checkpoint with the ablation (one sweep).

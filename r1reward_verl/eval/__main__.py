@@ -112,7 +112,7 @@ def _parser() -> ArgumentParser:
                      help="scalar: a scalar (Bradley-Terry) reward model, each response scored on its own; chosen "
                           "by itself when --model is one (r1reward_verl.bt)")  # fmt: skip
     run.add_argument("--critic", help="critic-then-score: with a scalar --model, this generative model first writes a "
-                                       "critique of each response (r1reward_verl.bt.critic), then --model scores both")
+                                       "critique of each response (r1reward_verl.data.outputs), then --model scores both")
     run.add_argument("--base-url", help="openai backend: e.g. http://127.0.0.1:8000/v1")
     run.add_argument("--api-key-env", help="openai backend: NAME of the environment variable holding the API key")
     run.add_argument("--concurrency", type=positive_int, default=16, help="openai backend: requests in flight")

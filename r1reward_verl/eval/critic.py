@@ -1,11 +1,11 @@
-"""The evaluator's backend for critic-then-score (``r1reward_verl.bt.critic``): the critic (a generative model, the
+"""The evaluator's backend for critic-then-score (``r1reward_verl.data.outputs``): the critic (a generative model, the
 transformers backend) writes a critique of each response, greedily, then the scalar scorer scores each response
 with its critique; the pair's verdict is the higher score. As with :mod:`.scalar`, each distinct (question,
 images, response) is critiqued and scored once per call, so both orders of a pair get the same two scores."""
 
 from __future__ import annotations
 
-from r1reward_verl.bt.critic import critique_request, scored_response
+from r1reward_verl.data.outputs import critique_request, scored_response
 from r1reward_verl.eval.backends import Request, Result, TransformersBackend
 from r1reward_verl.eval.scalar import ScalarBackend, _image_key
 
