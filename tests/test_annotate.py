@@ -250,3 +250,105 @@ def test_refused_before_any_output_is_made(tmp_path, capsys, monkeypatch, case):
         assert "R1R_NO_SUCH_KEY" in line and not out.parent.exists()
     else:
         assert line.startswith(f"error: --out {out}: ") and not list(out.iterdir())
+
+
+def _stats(addr: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{addr}/stats", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_critiques_feed_the_critic_and_the_scorer_through_preprocess_pairs(tmp_path, tiny_model_dir, capsys):
+    """``--critiques`` against a scripted critic on 127.0.0.1: each response asked on its own with the pair's images,
+    the pair's order kept; an empty reply is a failure (nothing written, asked again next run, nothing else is);
+    ``preprocess.pairs --critic-out`` then writes the critic's rows and the scorer's, which verl's SFT dataset and
+    the BT dataset read with the tiny Qwen2.5-VL's processor."""
+    from omegaconf import OmegaConf
+    from transformers import AutoProcessor
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    from r1reward_verl.bt.dataset import BTPairDataset
+    from r1reward_verl.data.outputs import critique_request, scored_response
+    from tests.support.pairs import read
+
+    (tmp_path / "a.png").write_bytes(png())
+    recs = rows(6, lambda i: 1)
+    recs[1]["images"] = ["a.png"]
+    recs[4]["response_2"] += " [empty]"  # the critic answers this one with nothing
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    out = tmp_path / "crit.jsonl"
+    with running_server("scripted", "--behaviour", "critic") as addr:
+        kw = dict(base_url=f"http://{addr}/v1", model="critic-m", concurrency=3, backoff=0.01, progress=False, critiques=True)
+        s = asyncio.run(annotate([str(src)], out, **kw))
+        asked = _stats(addr)
+        code, stdout, err = cli(capsys, "--critiques", "--input", src, "--out", out, "--base-url", kw["base_url"],
+                                "--model", "critic-m", "--backoff", "0.01")  # fmt: skip
+        asked_again = _stats(addr)["requests"] - asked["requests"]
+    again = json.loads(stdout)
+    assert code == 1, err  # a pair still failed: not a success
+    assert (s["annotated"], s["request_failed"], s["request_errors"], s["accounted"]) == (5, 1, {"empty_critique": 1}, True), s
+    assert "attempts_1" not in s
+    assert asked["images"] == 2  # pair 1's image, once with each response
+    assert (again["done_before"], again["annotated"], again["request_failed"]) == (5, 0, 1) and asked_again == 2
+    got = {r["id"]: r for r in read_jsonl(out)}
+    assert sorted(got) == ["p0", "p1", "p2", "p3", "p5"]
+    for rec in recs:
+        if rec["id"] not in got:
+            continue
+        r = got[rec["id"]]
+        assert (r["response_1"], r["response_2"], r["preferred"]) == (rec["response_1"], rec["response_2"], rec["preferred"])
+        for k in (1, 2):
+            verdict = "right" if "(correct)" in rec[f"response_{k}"] else "wrong"
+            assert r[f"critique_{k}"] == f"Critique of {rec[f'response_{k}']}: {verdict}."
+        assert r["critic"] == "critic-m" and "swapped" not in r
+
+    # + one pair without critiques: counted, its RL and BT rows written, no critic rows
+    extra = write_jsonl(tmp_path / "extra.jsonl", [pair(9)])
+    summary = convert([str(out), str(extra)], tmp_path / "rl", bt_out=tmp_path / "bt", critic_out=tmp_path / "critic",
+                      val_fraction=0.0, progress=False)  # fmt: skip
+    assert summary["written"] == 6 and summary["bt_written_by_split"] == {"train": 6}
+    assert summary["critic_written_by_split"] == {"train": 5} and summary["critic_missing"] == 1
+    sft, bt = read(tmp_path / "critic" / "sft" / "train.parquet"), read(tmp_path / "critic" / "bt" / "train.parquet")
+    assert len(sft) == 10 and len(bt) == 5
+    for row in sft:
+        rec = got[row["id"].rsplit("-r", 1)[0]]
+        k = int(row["label"])
+        assert row["id"] == f"{rec['id']}-r{k}"
+        assert [m["content"] for m in row["messages"]] == [
+            critique_request(rec["question"], rec[f"response_{k}"], len(rec["images"])), rec[f"critique_{k}"]]
+        assert len(row["images"]) == len(rec["images"])
+    for row in bt:
+        rec = got[row["id"]]
+        good, bad = rec["preferred"], 3 - rec["preferred"]
+        assert row["chosen_messages"][1]["content"] == scored_response(rec[f"response_{good}"], rec[f"critique_{good}"])
+        assert row["rejected_messages"][1]["content"] == scored_response(rec[f"response_{bad}"], rec[f"critique_{bad}"])
+        assert row["chosen_messages"][1]["content"].endswith(": right.")  # the right response, with its critique
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    cfg = {"max_length": 512, "truncation": "error", "pad_mode": "no_padding", "image_key": "images"}
+    critic_ds = MultiTurnSFTDataset(str(tmp_path / "critic" / "sft" / "train.parquet"), proc.tokenizer,
+                                    OmegaConf.create({**cfg, "messages_key": "messages"}), processor=proc)  # fmt: skip
+    scorer_ds = BTPairDataset(str(tmp_path / "critic" / "bt" / "train.parquet"), proc.tokenizer,
+                              OmegaConf.create({**cfg, "chosen_key": "chosen_messages", "rejected_key": "rejected_messages"}),
+                              processor=proc)  # fmt: skip
+    assert len(critic_ds) == 10 and len(scorer_ds) == 5
+    with_image = next(i for i, row in enumerate(sft) if row["images"])
+    assert "pixel_values" in critic_ds[with_image]["multi_modal_inputs"]
+    item = scorer_ds[0]
+    assert item["chosen"]["loss_mask"].sum() == 1 and item["rejected"]["loss_mask"].sum() == 1
+
+
+def test_a_bad_critique_stops_preprocess_naming_the_row_or_is_skipped_and_counted(tmp_path):
+    from r1reward_verl.data.records import InvalidInput
+
+    recs = [dict(pair(i), critique_1=f"c1 {i}", critique_2=f"c2 {i}") for i in range(4)]
+    recs[2]["critique_2"] = ""  # one given, the other empty
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    with pytest.raises(InvalidInput, match=r"in\.jsonl: row 3: bad_critique"):
+        convert([str(src)], tmp_path / "rl", critic_out=tmp_path / "critic", val_fraction=0.0, progress=False)
+    assert not (tmp_path / "critic" / "sft" / "train.parquet").exists()
+    s = convert([str(src)], tmp_path / "rl", critic_out=tmp_path / "critic", val_fraction=0.0, skip_invalid=True,
+                progress=False)  # fmt: skip
+    assert s["read"] == 4 and s["written"] == 3 and s["rejected_by_reason"] == {"bad_critique": 1}
+    assert s["critic_written_by_split"] == {"train": 3}

@@ -2,6 +2,7 @@
 
     python -m preprocess.annotate --input pairs.jsonl --out annotated.jsonl \\
         --base-url https://api.openai.com/v1 --model gpt-4o --api-key-env OPENAI_API_KEY [--concurrency 16]
+    python -m preprocess.annotate --critiques --input annotated.jsonl --out critiqued.jsonl --base-url ... --model ...
 
 For every pair (generic pair format, see ``r1reward_verl/data/records.py``) it sends the Table 1 prompt with
 the images to any OpenAI-compatible endpoint (GPT-4o as in the paper, or a local vLLM server) at
@@ -24,6 +25,9 @@ pair format plus ``attempts``, ``reasoning``, ``annotator`` and ``swapped``, rea
   naming an unset variable. A duplicate id in the input stops the run naming file and row
   (``--skip-invalid`` skips and counts it, ``rejected_duplicate_id``, like other bad rows).
 * The API key comes from the environment variable named by ``--api-key-env``, never from arguments.
+* ``--critiques``: instead of the reasoning, a critique of each response for critic-then-score
+  (:mod:`r1reward_verl.data.critiques`: ``critique_1``, ``critique_2``, ``critic``; the pairs keep their order, no
+  balancing), with the same checks, concurrency, retries and resume; for ``preprocess.pairs --critic-out``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
+from r1reward_verl.data.critiques import critique_pair
 from r1reward_verl.data.pairs import Balancer, swap
 from r1reward_verl.data.records import BadRow, InvalidInput, Pair, base_dir_of, check_inputs, iter_raw_rows, normalize_pair
 from r1reward_verl.cli import ArgumentParser, cli_main, non_negative_int, positive_int
@@ -82,19 +87,33 @@ async def annotate_pair(p: Pair, url: str, model: Optional[str], api_key: Option
             attempts = str(k)
             reasoning = parsed.reasoning if parsed.format_ok else content[: content.find("<answer>")].strip()
             break
-    record = {"id": p.id, "question": p.question, "images": [im["path"] or base64.b64encode(im["bytes"]).decode()
-                                                              for im in p.images],
-              "response_1": p.response_1, "response_2": p.response_2, "preferred": p.preferred, "source": p.source,
-              "attempts": attempts if attempts == "failed" else int(attempts), "reasoning": reasoning,
-              "annotator": model or ""}  # fmt: skip
-    return record, None
+    return {**pair_record(p, attempts, reasoning), "annotator": model or ""}, None
+
+
+def pair_record(p: Pair, attempts: Optional[str], reasoning: Optional[str]) -> dict:
+    """A pair as the annotator writes it (the generic pair format): images by path, else base64."""
+    return {"id": p.id, "question": p.question, "images": [im["path"] or base64.b64encode(im["bytes"]).decode()
+                                                         for im in p.images],
+            "response_1": p.response_1, "response_2": p.response_2, "preferred": p.preferred, "source": p.source,
+            "attempts": attempts if attempts in (None, "failed") else int(attempts), "reasoning": reasoning}  # fmt: skip
+
+
+async def critiqued_record(p: Pair, url: str, model: Optional[str], api_key: Optional[str], timeout: float,
+                           request_retries: int, backoff: float) -> tuple[Optional[dict], Optional[str]]:  # fmt: skip
+    """``--critiques``: the pair as read plus both responses' critiques, or (None, error kind)."""
+    critiques, error = await critique_pair(p, url, model, api_key, timeout, request_retries, backoff)
+    if critiques is None:
+        return None, error
+    return {**pair_record(p, p.attempts, p.reasoning), "critique_1": critiques[0], "critique_2": critiques[1],
+            "critic": model or ""}, None  # fmt: skip
 
 
 async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: Optional[str] = None,
                    api_key_env: Optional[str] = None, concurrency: int = 8, max_attempts: int = 3, timeout: float = 120.0,
                    request_retries: int = 3, backoff: float = 1.0, seed: int = 0, balance: bool = True,
-                   skip_invalid: bool = False, progress: bool = True) -> dict:  # fmt: skip
+                   skip_invalid: bool = False, progress: bool = True, critiques: bool = False) -> dict:  # fmt: skip
     out = Path(out)
+    balance = balance and not critiques  # a critique is of one response: the order does not matter
     sources = check_inputs(inputs, fmt="pairs")
     for source in sources:
         if out.exists() and Path(source).exists() and os.path.samefile(source, out):  # a hub name never exists
@@ -118,22 +137,27 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(desc="annotate", unit=" pairs", file=sys.stderr, mininterval=1.0)
+        bar = tqdm(desc="critiques" if critiques else "annotate", unit=" pairs", file=sys.stderr, mininterval=1.0)
     fh = open(out, "a", encoding="utf-8")
 
     async def one(p: Pair, swapped: bool):
         async with sem:
-            record, error = await annotate_pair(p, url, model, api_key, max_attempts, timeout, request_retries, backoff)
+            if critiques:
+                record, error = await critiqued_record(p, url, model, api_key, timeout, request_retries, backoff)
+            else:
+                record, error = await annotate_pair(p, url, model, api_key, max_attempts, timeout, request_retries, backoff)
         if record is None:
             errors[error] += 1
             counts["request_failed"] += 1
         else:
-            record["swapped"] = swapped
+            if not critiques:
+                record["swapped"] = swapped
             fh.write(json.dumps(record) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             counts["annotated"] += 1
-            counts[f"attempts_{record['attempts']}"] += 1
+            if not critiques:
+                counts[f"attempts_{record['attempts']}"] += 1
         if bar is not None:
             bar.update(1)
 
@@ -170,8 +194,9 @@ async def annotate(inputs: list[str], out: str | Path, *, base_url: str, model: 
         fh.close()
         if bar is not None:
             bar.close()
-    keys = ["read", "done_before", "annotated", "request_failed", *(f"attempts_{k}" for k in range(1, max_attempts + 1)),
-            "attempts_failed"]  # fmt: skip
+    keys = ["read", "done_before", "annotated", "request_failed"]
+    if not critiques:
+        keys += [*(f"attempts_{k}" for k in range(1, max_attempts + 1)), "attempts_failed"]
     summary = {**{k: counts[k] for k in keys}, **counts, "request_errors": dict(errors)}
     rejected = sum(v for k, v in counts.items() if k.startswith("rejected_"))
     summary["accounted"] = counts["read"] == counts["done_before"] + counts["annotated"] + counts["request_failed"] + rejected
@@ -196,13 +221,16 @@ def main(argv=None) -> int:
     parser.add_argument("--no-balance", action="store_true")
     parser.add_argument("--skip-invalid", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--critiques", action="store_true",
+                        help="a critique of each response (critic-then-score, for preprocess.pairs --critic-out) "
+                             "instead of the Table 1 reasoning")  # fmt: skip
     args = parser.parse_args(argv)
     s = asyncio.run(annotate(args.input, args.out, base_url=args.base_url, model=args.model,
                              api_key_env=args.api_key_env, concurrency=args.concurrency,
                              max_attempts=args.max_attempts, timeout=args.timeout,
                              request_retries=args.request_retries, backoff=args.backoff, seed=args.seed,
                              balance=not args.no_balance, skip_invalid=args.skip_invalid,
-                             progress=not args.no_progress))  # fmt: skip
+                             progress=not args.no_progress, critiques=args.critiques))  # fmt: skip
     print(json.dumps(s))
     return 0 if s.get("request_failed", 0) == 0 else 1
 

@@ -2,14 +2,17 @@
 
     python -m preprocess.pairs --input pairs.jsonl [--input more.parquet | SHARDS_DIR | yifanzhang114/R1-Reward-RL]
         --out DIR [--val-fraction 0.02] [--seed 0] [--skip-invalid] [--allow-empty] [--difficulty-filter] [--no-dedup]
-        [--sft-out SFT_DIR] [--bt-out BT_DIR] [--max-pixels N] [--processor MODEL --max-prompt-tokens N --max-sft-tokens N]
+        [--sft-out SFT_DIR] [--bt-out BT_DIR] [--critic-out CRITIC_DIR] [--max-pixels N] [--processor MODEL --max-prompt-tokens N --max-sft-tokens N]
         [--max-images 4] [--drop-overlong]
 
 Writes ``DIR/train.parquet`` and ``DIR/val.parquet`` (RL) and, with ``--sft-out``, ``SFT_DIR/train.parquet``
 and ``SFT_DIR/val.parquet`` from the rows that carry a ``reasoning``; with ``--bt-out``, ``BT_DIR/{train,val}.parquet``:
 every pair that passes de-duplication (before ``--difficulty-filter``), as ``chosen_messages`` / ``rejected_messages``
 (the question with its ``<image>`` placeholders, then one response as the assistant's turn), ``images``, ``id``, for the
-scalar reward model (``r1reward_verl.bt``); ``DIR/summary.json`` in all cases (``bt_written_by_split``).
+scalar reward model (``r1reward_verl.bt``); with ``--critic-out``, critic-then-score's two from the same pairs (those
+with ``critique_1``/``critique_2``, ``preprocess.annotate --critiques``): ``CRITIC_DIR/sft/`` (the critic's rows, one a
+response: the critique request -> the critique) and ``CRITIC_DIR/bt/`` (``--bt-out``'s rows, each response followed by
+its critique); ``DIR/summary.json`` in all cases (``bt_written_by_split``, ``critic_written_by_split``).
 
 * RL rows: ``data_source``, ``prompt`` (the Table 1 prompt of R1-Reward §4.3 with one ``<image>``
   placeholder per image), ``images`` ([{bytes, path}]), ``ability``, ``reward_model`` {style: rule,
@@ -72,6 +75,9 @@ from r1reward_verl.data.outputs import (  # noqa: F401  (the schemas and row bui
     AtomicParquet,
     bt_row,
     commit_all,
+    critic_bt_row,
+    critic_dirs,
+    critic_sft_rows,
     prepare_out_dirs,
     rl_row,
     rl_table,
@@ -102,6 +108,8 @@ class Summary:
     resized_images: int = 0
     sft_written: Counter = field(default_factory=Counter)
     bt_written: Counter = field(default_factory=Counter)  # --bt-out rows per split (every pair de-duplication kept)
+    critic_written: Counter = field(default_factory=Counter)  # --critic-out pairs per split (two critic rows each)
+    critic_missing: int = 0  # --critic-out: pairs without critiques (their other rows are written)
     examples: dict = field(default_factory=dict)  # first file:row per rejection reason
     empty_inputs: list = field(default_factory=list)  # inputs with no rows (--allow-empty)
     sft_rejected: Counter = field(default_factory=Counter)  # SFT rows dropped over --max-sft-tokens
@@ -123,6 +131,8 @@ class Summary:
             "sft_written_by_split": dict(self.sft_written),
             "sft_rejected_by_reason": dict(self.sft_rejected),
             "bt_written_by_split": dict(self.bt_written),
+            "critic_written_by_split": dict(self.critic_written),
+            "critic_missing": self.critic_missing,
             "empty_inputs": self.empty_inputs,
             **self.limits,
             "balanced": self.read == sum(self.written.values()) + sum(self.rejected.values()),
@@ -182,6 +192,7 @@ def convert(
     *,
     sft_out: Optional[str | Path] = None,
     bt_out: Optional[str | Path] = None,
+    critic_out: Optional[str | Path] = None,
     val_fraction: float = 0.02,
     seed: int = 0,
     skip_invalid: bool = False,
@@ -215,7 +226,7 @@ def convert(
     sources = check_inputs(inputs, fmt)
     if processor is not None:
         tokens.counter()  # loaded (or refused, naming --processor) before anything is written
-    prepare_out_dirs(out, sft_out, sources, bt_out)
+    prepare_out_dirs(out, sft_out, sources, bt_out, critic_out)
     out = Path(out)
     images.new_run()  # image files are re-checked against the file system once per run
     writers = {s: AtomicParquet(out / f"{s}.parquet", RL_SCHEMA, rows_per_group, rl_table) for s in ("train", "val")}
@@ -225,6 +236,10 @@ def convert(
     bt_writers = {}
     if bt_out is not None:
         bt_writers = {s: AtomicParquet(Path(bt_out) / f"{s}.parquet", BT_SCHEMA, rows_per_group) for s in ("train", "val")}
+    critic_writers = {}
+    if critic_out is not None:
+        critic_writers = {(kind, s): AtomicParquet(d / f"{s}.parquet", SFT_SCHEMA if kind == "sft" else BT_SCHEMA, rows_per_group)
+                          for kind, d in critic_dirs(critic_out).items() for s in ("train", "val")}  # fmt: skip
     balancers = {"train": Balancer(seed), "val": Balancer(seed + 1)}
     summary = Summary()
     report = tokens.LimitReport(limits)
@@ -285,6 +300,13 @@ def convert(
                 if bt_writers:  # every pair, as preferred (the scalar model reads each response on its own)
                     bt_writers[split].add(bt_row(pair))
                     summary.bt_written[split] += 1
+                if critic_writers and pair.critiques is None:
+                    summary.critic_missing += 1
+                elif critic_writers:  # each response with its critique, before any swap (the critiques move with it)
+                    for row in critic_sft_rows(pair):
+                        critic_writers["sft", split].add(row)
+                    critic_writers["bt", split].add(critic_bt_row(pair))
+                    summary.critic_written[split] += 1
                 # the paper's split (§4.3): the cold start learns from every pair, RL from the hard ones only
                 if difficulty_filter and pair.attempts != "failed" and int(pair.attempts) < 2:
                     reject(raw, "difficulty_filtered", f"attempts={pair.attempts} (< 2)")
@@ -311,9 +333,9 @@ def convert(
         if summary.read and not summary.written and not allow_empty:
             raise InvalidInput(f"no rows written: all {summary.read} rows read were rejected {dict(summary.rejected)} "
                                "(use --allow-empty to accept an empty output)")  # fmt: skip
-        commit_all([*writers.values(), *sft_writers.values(), *bt_writers.values()])
+        commit_all([*writers.values(), *sft_writers.values(), *bt_writers.values(), *critic_writers.values()])
     except BaseException:
-        for w in (*writers.values(), *sft_writers.values(), *bt_writers.values()):
+        for w in (*writers.values(), *sft_writers.values(), *bt_writers.values(), *critic_writers.values()):
             w.abort()
         raise
     finally:
@@ -354,6 +376,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sft-out", help="also write SFT parquet (rows with 'reasoning') to this directory")
     parser.add_argument("--bt-out", help="also write every pair as chosen/rejected conversations (the scalar reward "
                                          "model's parquet, hydra_configs/r1reward_bt.yaml) to this directory")
+    parser.add_argument("--critic-out", help="also write critic-then-score's parquet from the pairs with critique_1/"
+                                             "critique_2 (preprocess.annotate --critiques): DIR/sft (the critic) and "
+                                             "DIR/bt (the scorer)")  # fmt: skip
     parser.add_argument("--format", choices=["auto", "pairs", "r1reward_rl"], default="auto")
     parser.add_argument("--val-fraction", type=fraction, default=0.02, help="in [0, 1)")
     parser.add_argument("--seed", type=int, default=0)
@@ -394,7 +419,7 @@ def main(argv=None) -> int:
         for flag in ("max_prompt_tokens", "max_sft_tokens"):
             if getattr(args, flag) is not None:
                 parser.error(f"argument --{flag.replace('_', '-')}: needs --processor to count tokens as verl does")
-    s = convert(args.input, args.out, sft_out=args.sft_out, bt_out=args.bt_out, val_fraction=args.val_fraction, seed=args.seed,
+    s = convert(args.input, args.out, sft_out=args.sft_out, bt_out=args.bt_out, critic_out=args.critic_out, val_fraction=args.val_fraction, seed=args.seed,
                 skip_invalid=args.skip_invalid, allow_empty=args.allow_empty,
                 difficulty_filter=args.difficulty_filter, dedup=not args.no_dedup,
                 data_source=args.data_source, fmt=args.format, progress=not args.no_progress,
@@ -404,9 +429,10 @@ def main(argv=None) -> int:
     for line in tokens.warning_lines(s):
         print(line, file=sys.stderr)
     empty = f"; empty inputs {len(s['empty_inputs'])}" if s["empty_inputs"] else ""
+    critic = f"; critic {s['critic_written_by_split']} (no critiques {s['critic_missing']})" if args.critic_out else ""
     print(f"read {s['read']} = written {s['written']} {s['written_by_split']} + rejected {s['rejected']} "
           f"{s['rejected_by_reason']}; labels {s['labels_by_split']}; swapped {s['swapped']}; "
-          f"SFT {s['sft_written_by_split']}; BT {s['bt_written_by_split']}{tokens.summary_text(s)}{empty}; "
+          f"SFT {s['sft_written_by_split']}; BT {s['bt_written_by_split']}{critic}{tokens.summary_text(s)}{empty}; "
           f"summary: {Path(args.out) / 'summary.json'}")  # fmt: skip
     return 0
 

@@ -22,6 +22,10 @@ requests and the images they carried.
 * ``annotator``: a scripted annotator for Table 1 prompts whose question carries ``[need=N]`` and whose
   right response contains ``(correct)``: it picks the other response until the N-th time it sees that
   prompt, then the right one (N=0: always wrong), as ``<think>…</think><answer>X</answer>``.
+* ``critic``: a scripted critic for critique requests (``preprocess.annotate --critiques``): for the text after
+  ``Response:`` it answers ``Critique of <response>: right.`` if it contains ``(correct)``, else ``... wrong.``;
+  an empty reply if it contains ``[empty]``; HTTP 400 for a request with no system message or with a Table 1 prompt;
+  ``GET /stats``'s ``images`` counts the image parts received.
 * ``position_biased``: a position-biased judge for evaluation: answers ``1`` when greedy (temperature 0) and,
   for the ``n`` samples of a request, ``1`` except every third sample (``2``), as
   ``<think>…</think><answer>X</answer>``; ``usage.prompt_tokens`` = whitespace tokens of the prompt.
@@ -87,6 +91,18 @@ def scripted_app(behaviour: str = "rule", latency: float = 0.0, slow_seconds: fl
                 pick = gold if need and seen[text] >= need else 3 - gold
                 reply = f"<think>Response {pick} answers the question better.</think><answer>{pick}</answer>"
                 return chat_completion(reply, body.get("model", "scripted"))
+            if behaviour == "critic":
+                messages = body.get("messages", [])
+                if not messages or messages[0].get("role") != "system" or "[Response 1]:" in text:
+                    return JSONResponse({"error": "not a critique request"}, status_code=400)
+                stats["images"] = stats.get("images", 0) + sum(
+                    1 for m in messages if isinstance(m.get("content"), list)
+                    for part in m["content"] if part.get("type") == "image_url")  # fmt: skip
+                response = text.split("Response: ", 1)[1].rsplit("\n", 1)[0]
+                if "[empty]" in response:
+                    return chat_completion("", body.get("model", "scripted"))
+                verdict = "right" if "(correct)" in response else "wrong"
+                return chat_completion(f"Critique of {response}: {verdict}.", body.get("model", "scripted"))
             if behaviour == "position_biased":
                 n_choices = int(body.get("n") or 1)
                 greedy = float(body.get("temperature", 1.0)) == 0.0
@@ -218,7 +234,7 @@ def main(argv=None):
     t = sub.add_parser("tiny")
     t.add_argument("--model", required=True)
     s = sub.add_parser("scripted")
-    s.add_argument("--behaviour", default="rule", choices=["rule", "synth", "echo", "fail500", "non_json", "slow", "fail_first", "annotator", "position_biased"])
+    s.add_argument("--behaviour", default="rule", choices=["rule", "synth", "echo", "fail500", "non_json", "slow", "fail_first", "annotator", "critic", "position_biased"])
     s.add_argument("--latency", type=float, default=0.0)
     s.add_argument("--slow-seconds", type=float, default=30.0)
     s.add_argument("--fail-first", type=int, default=0)
