@@ -15,13 +15,14 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.timeout(900)
 
-STEPS, BATCH = 100, 16
+# 100 steps at 5e-4: in 5 runs (benchmarks/bt_schedule.py, RESULTS.md) held-out accuracy 1.0 and the right colour
+# first among four on 19-20 of 20 items; at 1e-3, 0.925-1.0 and 13-20 of 20
+STEPS, BATCH, LR = 100, 16, 5e-4
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def trained(tmp_path_factory):
     assert pairs_main(["--input", str(wd / "data" / "pairs.jsonl"), "--out", str(wd / "rl"), "--bt-out", str(wd / "bt"),
                        "--no-progress"]) == 0  # fmt: skip
     base = build_base(wd, 0)
-    model = run_bt(base, wd / "bt", wd / "bt_model", wd / "ckpt", wd / "bt.log", steps=STEPS, lr=1e-3, batch=BATCH,
+    model = run_bt(base, wd / "bt", wd / "bt_model", wd / "ckpt", wd / "bt.log", steps=STEPS, lr=LR, batch=BATCH,
                    nproc=2, extra=["trainer.logger=[console,file]", "trainer.project_name=bt", "trainer.experiment_name=t"],
                    env={"VERL_FILE_LOGGER_ROOT": str(wd / "logs")})  # fmt: skip
     steps = {}
@@ -69,8 +70,9 @@ def test_loss_starts_at_ln2_and_falls_through_verl(trained):
     assert first["train/loss"] == pytest.approx(math.log(2), abs=1e-6)  # the zero-initialised last layer
     assert first["bt/margin"] == 0.0 and first["bt/accuracy"] == 0.0  # a tie is not right
     late = [steps[s] for s in range(STEPS - 9, STEPS + 1)]
-    assert sum(m["train/loss"] for m in late) / 10 < 0.5  # from ln 2 = 0.693 (0.34 measured, spiky)
-    assert sum(m["bt/accuracy"] for m in late) / 10 > 0.85
+    # from ln 2 = 0.693 (training accuracy of the last 10 steps 0.994-1.0 in 5 runs)
+    assert sum(m["train/loss"] for m in late) / 10 < 0.25
+    assert sum(m["bt/accuracy"] for m in late) / 10 > 0.9
     for m in late:  # the metrics are per pair over both ranks: accuracy is a multiple of 1/BATCH
         assert abs(m["bt/accuracy"] * BATCH - round(m["bt/accuracy"] * BATCH)) < 1e-9
         assert m["bt/margin"] == pytest.approx(m["bt/reward_chosen"] - m["bt/reward_rejected"], abs=1e-4)
@@ -150,44 +152,23 @@ def test_inference_reads_the_tokens_training_read(trained):
         assert torch.equal(enc["pixel_values"], item[role]["multi_modal_inputs"]["pixel_values"])
 
 
-def _mirrored_pairs(heldout: Path):
-    """Held-out pairs matched two by two: same question, same two responses, opposite labels (the images differ)."""
-    from r1reward_verl.eval.loaders import load_benchmark
-
-    pairs = load_benchmark("vl_rewardbench", heldout / "vl_rewardbench.jsonl", media_root=heldout).pairs
-    by_text: dict = {}
-    for p in pairs:
-        by_text.setdefault((p.question, frozenset((p.chosen, p.rejected))), []).append(p)
-    out = []
-    for group in by_text.values():
-        wins_a = [p for p in group if p.chosen == sorted((p.chosen, p.rejected))[0]]
-        wins_b = [p for p in group if p not in wins_a]
-        out += [x for ab in zip(wins_a, wins_b) for x in ab]
-    return out
-
-
 def test_the_head_reads_the_image(trained):
     """On pairs that differ only by their image a text-only scorer is right on at most one of each two; the trained
     model is right on most, and the same model shown one blank image for all is back at <= 50 %."""
     from PIL import Image
 
     from r1reward_verl.bt.score import ScalarRewardModel
+    from tests.support.heldout import mirrored_pairs, pair_accuracy
 
     wd, _, model, _ = trained
-    pairs = _mirrored_pairs(wd / "data" / "heldout")
+    pairs = mirrored_pairs(wd / "data" / "heldout")
     assert len(pairs) >= 40
     scorer = ScalarRewardModel(model)
     blank = Image.new("RGB", (56, 56), (200, 200, 200))
-
-    def accuracy(image_of) -> float:
-        items = [(p.question, [image_of(p)], r) for p in pairs for r in (p.chosen, p.rejected)]
-        s = scorer.score(items)
-        return sum(s[2 * i] > s[2 * i + 1] for i in range(len(pairs))) / len(pairs)
-
-    with_image = accuracy(lambda p: p.images[0])
-    blind = accuracy(lambda p: blank)
+    with_image = pair_accuracy(scorer, pairs)
+    blind = pair_accuracy(scorer, pairs, lambda p: blank)
     assert blind <= 0.5
-    assert with_image >= 0.75, with_image
+    assert with_image >= 0.9, with_image  # 1.0 in 5 runs
 
 
 def test_eval_scores_a_scalar_model_each_response_alone(trained, tmp_path, capsys):
@@ -207,7 +188,7 @@ def test_eval_scores_a_scalar_model_each_response_alone(trained, tmp_path, capsy
         assert right == (r["swapped"]["preds"][0] == r["swapped"]["label"])
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())["vl_rewardbench"]
     acc = sum(r["preds"][0] == r["label"] for r in records) / len(records)
-    assert acc >= 0.7
+    assert acc >= 0.9  # 1.0 in 5 runs
     assert json.dumps(metrics).count(f"{100 * acc:.2f}") or metrics  # the table is the records' accuracy
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
@@ -223,15 +204,15 @@ def test_eval_scores_a_scalar_model_each_response_alone(trained, tmp_path, capsy
 
 def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
     """``judge.rank`` and the pairwise reward manager's group scoring with the BT model: one call per candidate,
-    P(a beats b) = σ(r_a − r_b), the right colour ranked first (among four: a quarter by chance) on nearly every
-    held-out easy item (19-20 of 20 measured in 5 runs of this module's training)."""
+    P(a beats b) = σ(r_a − r_b), the right colour ranked first (among four: a quarter by chance) on most held-out
+    easy items (19-20 of 20 in 5 runs of this module's training)."""
     from r1reward_verl.bt.score import ScalarRewardModel
     from r1reward_verl.judge.core import expected_calls, rank_group
     from r1reward_verl.judge.reward_fn import judge_from_kwargs
 
     wd, _, model, _ = trained
     meta = {r["id"]: r for r in map(json.loads, (wd / "data" / "heldout" / "pairs.jsonl").read_text().splitlines())}
-    easy = [r for r in meta.values() if r["meta"]["difficulty"] == "easy"][:10]
+    easy = [r for r in meta.values() if r["meta"]["difficulty"] == "easy"][:20]
     judge = judge_from_kwargs(None, None, {"judge": "scalar", "judge_model": str(model)})
     scorer = ScalarRewardModel(model)
     colours = ["red", "blue", "green", "yellow"]
@@ -248,7 +229,7 @@ def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
             want = sum(1 / (1 + math.exp(-(r[i] - r[j]))) for j in range(n) if j != i) / (n - 1)
             assert res.scores[i] == pytest.approx(want, abs=1e-4)
         right += cands[res.ranking[0]] == f"The shape is {colour}."
-    assert right >= 8, right
+    assert right >= 14, right
 
     inp = tmp_path / "in.jsonl"
     (wd / "img.png").write_bytes(image)
