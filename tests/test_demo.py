@@ -145,6 +145,7 @@ def test_table6_only_retrains_the_named_rows_and_keeps_the_others(quick_run, tmp
     assert export.stat().st_mtime_ns > mtime and after["bt_head"]["accuracy"] >= 70, after["bt_head"]
     for args, needle in ((["--table6-only", "--table6-rows", "bt_head,sft_only"], "--table6-rows"),
                          (["--table6-rows", "bt_head"], "--table6-rows needs --table6-only"),
+                         (["--table6-only", "--bt-steps", "5"], "--bt-steps: --table6-only runs on the plan"),
                          (["--table6-only", "--workdir", str(tmp_path)], f"--workdir {tmp_path} holds no finished")):  # fmt: skip
         bad = subprocess.run([*demo, *args], capture_output=True, text=True, timeout=120)
         lines = bad.stderr.strip().splitlines()

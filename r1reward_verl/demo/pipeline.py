@@ -269,6 +269,11 @@ def main(argv=None) -> int:
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(Plan(), f.name)), default=None,
                             help=f"default {getattr(Plan(), f.name)} ({getattr(QUICK, f.name)} with --quick)")  # fmt: skip
     args = parser.parse_args(argv)
+    only = [f for f in ("ablations_only", "stress_only", "table6_only") if getattr(args, f)]
+    given = [f for f in Plan.__dataclass_fields__ if getattr(args, f) is not None]
+    if only and (given or args.quick):
+        flag = "--quick" if args.quick else f"--{given[0].replace('_', '-')}"
+        parser.error(f"{flag}: --{only[0].replace('_', '-')} runs on the plan in --workdir's summary.json")
     if args.ablations_only:
         ablations_only(Path(args.workdir))
         return 0
