@@ -22,11 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.heldout import mirrored_pairs, pair_accuracy  # noqa: E402
+from tests.support.heldout import colour_candidates, mirrored_pairs, pair_accuracy  # noqa: E402
 
 SCHEDULES = {"constant": ["optim.lr_scheduler_type=constant", "optim.lr_warmup_steps_ratio=0"],
              "cosine": []}  # fmt: skip  (cosine: run_bt's own, BT_CPU_SCHEDULE)
-COLOURS = ["red", "blue", "green", "yellow"]
 
 
 def data(root: Path) -> Path:
@@ -62,7 +61,7 @@ def one_run(root: Path, base: Path, schedule: str, k: int, n_steps: int, lr: flo
             if r["meta"]["difficulty"] == "easy"][:20]  # fmt: skip
     for rec in easy:
         colour = rec["meta"]["colour"]
-        cands = [f"The shape is {c}." for c in (COLOURS if colour in COLOURS else COLOURS[:3] + [colour])]
+        cands = colour_candidates(colour)
         image = (heldout / rec["images"][0]).read_bytes()
         r = scorer.score([(rec["question"], [image], c) for c in cands])
         first += cands[max(range(len(cands)), key=r.__getitem__)] == f"The shape is {colour}."

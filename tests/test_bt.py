@@ -209,18 +209,18 @@ def test_rank_and_the_group_manager_take_a_scalar_judge(trained, tmp_path):
     from r1reward_verl.bt.score import ScalarRewardModel
     from r1reward_verl.judge.core import expected_calls, rank_group
     from r1reward_verl.judge.reward_fn import judge_from_kwargs
+    from tests.support.heldout import colour_candidates
 
     wd, _, model, _ = trained
     meta = {r["id"]: r for r in map(json.loads, (wd / "data" / "heldout" / "pairs.jsonl").read_text().splitlines())}
     easy = [r for r in meta.values() if r["meta"]["difficulty"] == "easy"][:20]
     judge = judge_from_kwargs(None, None, {"judge": "scalar", "judge_model": str(model)})
     scorer = ScalarRewardModel(model)
-    colours = ["red", "blue", "green", "yellow"]
     right = 0
     for rec in easy:
         image = (wd / "data" / "heldout" / rec["images"][0]).read_bytes()
         colour = rec["meta"]["colour"]
-        cands = [f"The shape is {c}." for c in (colours if colour in colours else colours[:3] + [colour])]
+        cands = colour_candidates(colour)
         res = asyncio.run(rank_group(judge, rec["question"], [image], cands, mode="round_robin"))
         r = scorer.score([(rec["question"], [image], c) for c in cands])
         assert res.stats.calls == len(cands) < expected_calls(len(cands), "round_robin")

@@ -4,6 +4,7 @@ a file whole or not at all, and the checks of the output directories made before
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -115,12 +116,9 @@ def critic_sft_rows(p: Pair) -> list[dict]:
 
 
 def critic_bt_row(p: Pair) -> dict:
-    """--critic-out's scorer row (``BT_SCHEMA``): as :func:`bt_row`, each response followed by its critique."""
-    scored = [scored_response(r, c) for r, c in zip((p.response_1, p.response_2), p.critiques)]
-    chosen, rejected = scored if p.preferred == 1 else scored[::-1]
-    user = {"role": "user", "content": bt_user_turn(p.question, len(p.images))}
-    return {"chosen_messages": [user, {"role": "assistant", "content": chosen}],
-            "rejected_messages": [user, {"role": "assistant", "content": rejected}], "images": p.images, "id": p.id}  # fmt: skip
+    """--critic-out's scorer row (``BT_SCHEMA``): :func:`bt_row` with each response followed by its critique."""
+    (c1, c2) = p.critiques
+    return bt_row(replace(p, response_1=scored_response(p.response_1, c1), response_2=scored_response(p.response_2, c2)))
 
 
 def rl_table(rows: list[dict]) -> pa.Table:

@@ -302,7 +302,7 @@ def convert(
                     summary.bt_written[split] += 1
                 if critic_writers and pair.critiques is None:
                     summary.critic_missing += 1
-                elif critic_writers:  # each response with its critique, before any swap (the critiques move with it)
+                elif critic_writers:  # each response with its critique, before any swap
                     for row in critic_sft_rows(pair):
                         critic_writers["sft", split].add(row)
                     critic_writers["bt", split].add(critic_bt_row(pair))

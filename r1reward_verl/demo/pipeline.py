@@ -213,11 +213,12 @@ def stress_only(wd: Path) -> dict:
     return summary
 
 
-def table6_only(wd: Path, rows: tuple[str, ...]) -> dict:
+def table6_only(wd: Path, rows: tuple[str, ...] | None = None) -> dict:
     """``--table6-only``: Table 6's trained rows (``rows``, default all) from a finished main job's work dir (its
     ``policy/``, ``rl_model/``, plan, seed and referee from its ``summary.json``), into that summary."""
-    from r1reward_verl.demo.table6 import table6_stage
+    from r1reward_verl.demo.table6 import TRAINED, table6_stage
 
+    rows = rows or TRAINED
     wd, path, summary = _finished_job(wd, "rl_model")
     t = time.monotonic()
     _line(f"table6: {', '.join(rows)} from {wd}")
@@ -283,9 +284,7 @@ def main(argv=None) -> int:
     if args.table6_rows and not args.table6_only:
         parser.error("--table6-rows needs --table6-only")
     if args.table6_only:
-        from r1reward_verl.demo.table6 import TRAINED
-
-        table6_only(Path(args.workdir), args.table6_rows or TRAINED)
+        table6_only(Path(args.workdir), args.table6_rows)
         return 0
     plan = QUICK if args.quick else Plan()
     plan = replace(plan, **{k: getattr(args, k) for k in Plan.__dataclass_fields__ if getattr(args, k) is not None})

@@ -22,6 +22,16 @@ def mirrored_pairs(heldout: Path) -> list:
     return out
 
 
+COLOURS = ("red", "blue", "green", "yellow")
+
+
+def colour_candidates(colour: str) -> list[str]:
+    """Four answers to a held-out item's question, one of them right: "The shape is <colour>." for the four
+    :data:`COLOURS`, the item's own colour in place of the last if it is not among them."""
+    names = COLOURS if colour in COLOURS else (*COLOURS[:3], colour)
+    return [f"The shape is {c}." for c in names]
+
+
 def pair_accuracy(scorer, pairs, image_of=None) -> float:
     """The share of ``pairs`` whose chosen response ``scorer`` (a ``ScalarRewardModel``) scores above the rejected,
     each shown ``image_of(pair)`` (default its own image)."""
